@@ -1,0 +1,37 @@
+# Sourced by `make test`: point the suite at this machine's PostgreSQL and Redis.
+# Locally they are used when they answer. In CI (CI=true) they are required: started when
+# down, and the run stops loudly when that does not work.
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 30); do port_open "$1" && return 0; sleep 1; done
+  return 1
+}
+
+if [ "${CI:-}" = "true" ]; then
+  if ! port_open 5432; then
+    echo "PostgreSQL is down: starting it" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  if ! port_open 6379; then
+    echo "Redis is down: starting it" >&2
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  wait_port 5432 || { echo "FATAL: PostgreSQL on 127.0.0.1:5432 could not be reached or started" >&2; exit 1; }
+  wait_port 6379 || { echo "FATAL: Redis on 127.0.0.1:6379 could not be reached or started" >&2; exit 1; }
+  export LARKAUTH_TEST_REQUIRE_SERVICES=1
+fi
+
+if port_open 5432; then
+  export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/larkauth}"
+else
+  echo "note: PostgreSQL not reachable, tests that need it are skipped" >&2
+fi
+if port_open 6379; then
+  export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+else
+  echo "note: Redis not reachable, tests that need it are skipped" >&2
+fi

@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` (demo service, no external server needed) and
+# `make test` (the whole check suite).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Demo settings: the app lives in the offline Feishu sandbox on port 8001.
+run: export LARK_APP_ID ?= cli_demo_app
+run: export LARK_APP_SECRET ?= demo-app-secret
+run: export LARK_ENCRYPT_KEY ?= demo-encrypt-key
+run: export LARK_VERIFICATION_TOKEN ?= demo-verification-token
+run: export LARK_DOMAIN ?= http://127.0.0.1:8001
+run: export LARKAUTH_PUBLIC_URL ?= http://127.0.0.1:8000
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_setup
+	$(VENV)/bin/honcho -f Procfile.dev start
+
+test: $(STAMP)
+	source .ci/services.sh && \
+	$(VENV)/bin/ruff check . && \
+	$(VENV)/bin/ruff format --check . && \
+	$(VENV)/bin/mypy . && \
+	$(PY) manage.py makemigrations --check --dry-run && \
+	$(VENV)/bin/pytest -n 2 -q
+
+bench: $(STAMP)
+	source .ci/services.sh && $(PY) -m bench

@@ -1,0 +1,178 @@
+"""Operators' admin. Secrets are write-only and tokens are never rendered: pages show only
+whether a token is present and when it expires."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from sessions_app.models import (
+    Application,
+    ProcessedEvent,
+    ServiceClient,
+    TokenEvent,
+    UserAuthSession,
+)
+
+SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
+
+# The library's own key model is unused: service keys are ServiceClient rows.
+admin.site.unregister(APIKey)
+
+
+class ApplicationForm(forms.ModelForm):
+    """Secrets can be typed in but are never sent back to the browser; blank keeps them."""
+
+    app_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored value.",
+    )
+    encrypt_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored value.",
+    )
+    verification_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored value.",
+    )
+
+    class Meta:
+        model = Application
+        fields = ("app_id", "name", "domain", "admin_open_ids", "is_active", *SECRET_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The form must never carry stored secrets, not even as initial data.
+        for name in SECRET_FIELDS:
+            self.initial.pop(name, None)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        creating = self.instance.pk is None
+        if creating and not cleaned.get("app_secret"):
+            self.add_error("app_secret", "An application needs its app secret.")
+        for name in SECRET_FIELDS:
+            if not cleaned.get(name) and not creating:
+                cleaned[name] = getattr(Application.objects.get(pk=self.instance.pk), name)
+            elif not cleaned.get(name):
+                cleaned[name] = ""
+        return cleaned
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    form = ApplicationForm
+    list_display = ("app_id", "name", "domain", "is_active", "secret_set", "updated_at")
+    list_filter = ("domain", "is_active")
+    search_fields = ("app_id", "name")
+
+    @admin.display(boolean=True, description="secret set")
+    def secret_set(self, obj: Application) -> bool:
+        return bool(obj.app_secret)
+
+
+@admin.register(UserAuthSession)
+class UserAuthSessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "user_name",
+        "open_id",
+        "app",
+        "state",
+        "auth_method",
+        "has_access_token",
+        "token_expires_at",
+        "refresh_token_expires_at",
+        "created_at",
+    )
+    list_filter = ("app", "state", "auth_method")
+    search_fields = ("user_name", "open_id", "user_id", "union_id", "email")
+    list_select_related = ("app",)
+    date_hierarchy = "created_at"
+    # Token, verifier and state-hash fields are left out entirely: not even a form widget.
+    fields = (
+        "id",
+        "app",
+        "state",
+        "auth_method",
+        "open_id",
+        "user_id",
+        "union_id",
+        "user_name",
+        "email",
+        "mobile",
+        "avatar_url",
+        "message_id",
+        "has_access_token",
+        "has_refresh_token",
+        "scope",
+        "token_expires_at",
+        "refresh_token_expires_at",
+        "last_refreshed_at",
+        "last_used_at",
+        "refresh_failures",
+        "failure_reason",
+        "expiry_warnings_sent",
+        "version",
+        "created_at",
+        "expires_at",
+        "completed_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(boolean=True, description="access token")
+    def has_access_token(self, obj: UserAuthSession) -> bool:
+        return obj.has_access_token
+
+    @admin.display(boolean=True, description="refresh token")
+    def has_refresh_token(self, obj: UserAuthSession) -> bool:
+        return obj.has_refresh_token
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TokenEvent)
+class TokenEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "kind", "app", "open_id", "actor")
+    list_filter = ("kind", "app")
+    search_fields = ("open_id", "actor")
+    list_select_related = ("app",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "event_id", "event_type", "channel")
+    list_filter = ("event_type", "channel")
+    search_fields = ("event_id",)
+
+
+@admin.register(ServiceClient)
+class ServiceClientAdmin(APIKeyModelAdmin):
+    model = ServiceClient
+    list_display = (*APIKeyModelAdmin.list_display, "application_list")  # type: ignore[assignment]
+    filter_horizontal = ("applications",)
+
+    @admin.display(description="applications")
+    def application_list(self, obj: ServiceClient) -> str:
+        return ", ".join(app.app_id for app in obj.applications.all())

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+
+
+@receiver(post_migrate)
+def create_default_application(sender: AppConfig, **kwargs: Any) -> None:
+    if sender.name != "sessions_app":
+        return
+    from sessions_app.services import application_ensure_default
+
+    application_ensure_default()

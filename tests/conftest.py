@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+REQUIRE_SERVICES = os.environ.get("LARKAUTH_TEST_REQUIRE_SERVICES") == "1"
+
+
+def _missing(what: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required in CI but not configured", pytrace=False)
+    pytest.skip(f"{what} not reachable on this machine (CI runs it)")
+
+
+@pytest.fixture
+def postgres(db: None) -> None:
+    """For tests of behaviour only PostgreSQL enforces (constraints, row locks)."""
+    if connection.vendor != "postgresql":
+        _missing("PostgreSQL")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        _missing("Redis")
+    return url
