@@ -5,6 +5,8 @@ from config import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("sessions_app.api.urls")),
+    path("", include("sessions_app.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),

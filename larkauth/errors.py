@@ -6,7 +6,9 @@ Domain errors for the Django side derive from `LarkauthError` too.
 
 from __future__ import annotations
 
-from larkauth.redaction import redact
+from collections.abc import Iterable
+
+from larkauth.redaction import MARKER, redact
 
 # The refresh token is dead: only a new authorization by the user helps.
 REFRESH_TOKEN_DEAD_CODES = frozenset({20037, 20064, 20073, 20026, 20024})
@@ -16,6 +18,8 @@ USER_TOKEN_INVALID_CODES = frozenset({99991668, 99991677})
 CODE_DEAD_CODES = frozenset({20003, 20004, 20065, 20049, 20071})
 # The app's own tenant/app access token was rejected: fetch a new one.
 APP_TOKEN_INVALID_CODES = frozenset({99991663, 99991664})
+# The app id or secret is wrong (tenant/app access token endpoints).
+APP_CREDENTIAL_CODES = frozenset({10003, 10014})
 # Feishu asks to slow down or to come back later.
 RATE_LIMIT_CODES = frozenset({99991400, 99991402, 11020, 11021})
 TEMPORARY_CODES = frozenset({20050, 20072})
@@ -42,7 +46,13 @@ class FeishuError(LarkauthError):
         log_id: str | None = None,
         http_status: int | None = None,
         retryable: bool | None = None,
+        sensitive: Iterable[str] = (),
     ) -> None:
+        """`sensitive`: values of the request (code, tokens, secret) to cut from `message`
+        in case Feishu's text repeats them."""
+        for value in sensitive:
+            if value:
+                message = message.replace(value, MARKER)
         self.message = redact(message)
         self.api = api
         self.code = code
@@ -118,3 +128,58 @@ def _is_retryable(code: int | None, http_status: int | None) -> bool:
 
 
 _DEFINITE_CODES = REFRESH_TOKEN_DEAD_CODES | CODE_DEAD_CODES
+
+
+# --- Authorization domain errors (raised by sessions_app, mapped to HTTP in its API) -------
+
+
+class AuthError(LarkauthError):
+    """Something about a user's authorization stops the request."""
+
+
+class AuthenticationRequiredError(AuthError):
+    """The user has no usable authorization: send them a card (`prompt`) and try later.
+
+    Carries what is needed to send that card: the application and the user.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        open_id: str = "",
+        user_id: str = "",
+        email: str = "",
+        reason: str = "not_authorized",
+    ) -> None:
+        self.app_id = app_id
+        self.open_id = open_id
+        self.user_id = user_id
+        self.email = email
+        self.reason = reason
+        who = open_id or user_id or email
+        super().__init__(f"User {who} must authorize application {app_id} ({reason})")
+
+
+class TokenRefreshFailedError(AuthError):
+    """Feishu could not refresh the token now and no valid token is left; retry later."""
+
+
+class RateLimitedError(AuthError):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Too many authorization requests; retry after {retry_after} s")
+
+
+class UnknownUserError(AuthError):
+    def __init__(self, who: str) -> None:
+        super().__init__(f"No Feishu user known as {who!r}")
+
+
+class AuthFlowError(AuthError):
+    """The OAuth flow stopped. `reason` names the page the person sees and the metric."""
+
+    def __init__(self, reason: str, session: object | None = None) -> None:
+        self.reason = reason
+        self.session = session
+        super().__init__(f"Authorization flow stopped: {reason}")

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
+from larkauth.errors import LarkauthError
+from sessions_app import services
 from sessions_app.models import (
     Application,
     ProcessedEvent,
@@ -127,6 +130,41 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = fields
+    actions = ("resend_card", "refresh_now", "revoke")
+
+    @admin.action(description="Send the authorization card again")
+    def resend_card(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
+        sent = 0
+        for session in queryset.select_related("app"):
+            who = services.UserRef(open_id=session.open_id, user_id=session.user_id)
+            try:
+                result = services.auth_request(
+                    session.app, who, force=True, actor=_admin_actor(request)
+                )
+            except LarkauthError as exc:
+                self.message_user(request, f"{session}: {exc}", messages.ERROR)
+                continue
+            sent += int(result.created)
+        self.message_user(request, f"Sent {sent} card(s); pending cards were reused.")
+
+    @admin.action(description="Refresh the access token now")
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
+        refreshed = 0
+        for session in queryset.filter(state="completed"):
+            try:
+                services.token_refresh(session.pk, force=True, actor=_admin_actor(request))
+                refreshed += 1
+            except LarkauthError as exc:
+                self.message_user(request, f"{session}: {exc}", messages.ERROR)
+        self.message_user(request, f"Refreshed {refreshed} authorization(s).")
+
+    @admin.action(description="Revoke (wipe tokens)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
+        revoked = sum(
+            services.authorization_revoke(s.app, s.open_id, actor=_admin_actor(request))
+            for s in queryset.select_related("app")
+        )
+        self.message_user(request, f"Revoked {revoked} authorization(s).")
 
     @admin.display(boolean=True, description="access token")
     def has_access_token(self, obj: UserAuthSession) -> bool:
@@ -138,6 +176,10 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+def _admin_actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -143,6 +143,13 @@ class UserAuthSession(models.Model):
                     refresh_token_expires_at__isnull=False,
                 ),
             ),
+            # One live card per user: concurrent requests reuse it instead of sending two.
+            models.UniqueConstraint(
+                name="uq_auth_session_one_pending_card",
+                fields=["app", "open_id"],
+                condition=Q(state=SessionState.PENDING, auth_method=AuthMethod.CARD)
+                & ~Q(open_id=""),
+            ),
             models.UniqueConstraint(
                 name="uq_auth_session_one_completed",
                 fields=["app", "open_id"],

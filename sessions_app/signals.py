@@ -11,6 +11,6 @@ from django.dispatch import receiver
 def create_default_application(sender: AppConfig, **kwargs: Any) -> None:
     if sender.name != "sessions_app":
         return
-    from sessions_app.services import application_ensure_default
+    from sessions_app.services.applications import application_ensure_default
 
     application_ensure_default()

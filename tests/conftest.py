@@ -5,6 +5,8 @@ import os
 import pytest
 from django.db import connection
 
+pytest_plugins = ["tests.fixtures.sandbox"]
+
 REQUIRE_SERVICES = os.environ.get("LARKAUTH_TEST_REQUIRE_SERVICES") == "1"
 
 
@@ -27,3 +29,11 @@ def redis_url() -> str:
     if not url:
         _missing("Redis")
     return url
+
+
+@pytest.fixture
+def lark(settings, sandbox, db):
+    """The sandbox's test app as larkauth's application, and an API key for it."""
+    from tests.flow.helpers import LarkEnv
+
+    return LarkEnv.create(settings, sandbox)
