@@ -8,6 +8,7 @@ text), so every handler and formatter after it sees only redacted values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -16,29 +17,35 @@ from typing import Any
 
 MARKER = "[REDACTED]"
 
-# Key names whose values are secret, in any spelling: snake_case, kebab-case, camelCase,
-# PascalCase, UPPER_CASE, with any prefix (`client_secret`, `LARK_APP_SECRET`, `AppSecret`).
-_KEY_SUFFIXES = (
-    r"secret|password|passwd|token|code|verifier|state|ticket|credentials?|authorization"
-    r"|cookie|(?:encrypt|encryption|api|secret|private|signing)[_-]?keys?|apikey"
+# Secret key names, compared on the key's words joined by "_" (so `client_secret`,
+# `LARK_APP_SECRET`, `AppSecret` and `X-Api-Key` all count).
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:secret|password|passwd|token|code|verifier|state|ticket|credentials?"
+    r"|authorization|cookie|(?:encrypt|encryption|api|secret|private|signing)_?keys?)$"
 )
-_KEY = rf"\b(?:[A-Za-z0-9]+[_-]|[A-Za-z0-9]*[a-z0-9](?=[A-Z]))*(?i:{_KEY_SUFFIXES})"
-_KEY_PATTERN = re.compile(rf"^{_KEY}$")
+_KEY_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 # `code` and `state` also name harmless things: Feishu error codes (numbers), our error
-# slugs (`authorization_required`) and session states (`needs_reauth`). Those are kept.
-_AMBIGUOUS_KEY = re.compile(r"(?i:code|state)$")
-_HARMLESS_VALUE = re.compile(r"^(?:\d{1,12}|[a-z]+(?:_[a-z]+)*)$")
-_HARMLESS_MAX_LEN = 24
+# slugs (`authorization_required`), session states (`needs_reauth`). Those values are kept;
+# real codes and states are long random strings.
+_AMBIGUOUS_KEY = re.compile(r"(?:^|_)(?:code|state)$")
+_HARMLESS_VALUE = re.compile(r"^(?:\d{1,12}|[a-z]{1,16}(?:_[a-z]{1,16}){0,3})$")
 
-# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs, headers).
-_QUOTED_VALUE = re.compile(
-    rf"""(?P<key>{_KEY})(?P<sep>["']?\s*[:=]\s*)(?P<q>["'])(?P<value>(?:\\.|(?!(?P=q)).)*)(?P=q)"""
+_KEY = r"(?P<key>\b[A-Za-z][A-Za-z0-9_-]{0,63})(?P<sep>[\"']?\s*[:=]\s*)"
+# Authorization headers keep their scheme: `Authorization: Bearer [REDACTED]`.
+_AUTHORIZATION_HEADER = re.compile(
+    r"(?i)(?P<head>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic|digest|api-key|token)\s+)?)(?P<value>[^\s\"',;]+)"
 )
-# key=value / key: value unquoted (query strings, form bodies, "key: value" text).
-_BARE_VALUE = re.compile(rf"""(?P<key>{_KEY})(?P<sep>\s*[:=]\s*)(?P<value>[^\s&"',;}}\]\)#<>]+)""")
-_AUTH_SCHEME = re.compile(
-    r"(?i)\b(?P<scheme>bearer|api-key|basic|token)(?P<sep>\s+)(?P<value>[A-Za-z0-9._~+/=-]{6,})"
+# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs).
+_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>[\"'])(?P<value>(?:\\.|(?!(?P=q)).)*)(?P=q)")
+# key=value / key: value (query strings, form bodies, headers, prose).
+_BARE_VALUE = re.compile(rf"{_KEY}(?P<value>[^\s&\"',;}}\])#<>]+)")
+# "invalid code 3Fa9...": a secret word, then a random-looking value (letters and digits).
+_PROSE_VALUE = re.compile(
+    r"(?i)(?P<head>\b(?:code|token|secret|verifier|state|password)\s+)"
+    r"(?P<value>(?=[A-Za-z._~+/=-]*\d)(?=[\d._~+/=-]*[A-Za-z])[A-Za-z0-9._~+/=-]{16,})"
 )
+_AUTH_SCHEME = re.compile(r"(?i)(?P<head>\b(?:bearer|api-key)\s+)(?P<value>[A-Za-z0-9._~+/=-]{6,})")
 _URL_PASSWORD = re.compile(r"(?P<head>://[^/\s:@]+:)(?P<value>[^/\s@]+)(?=@)")
 _SHAPES = (
     # v2 user tokens and other JWTs.
@@ -48,7 +55,7 @@ _SHAPES = (
         re.compile(r"\b(?P<kind>ur|u|t|a|c)-(?=[A-Za-z0-9_.-]*\d)[A-Za-z0-9_.-]{16,}"),
         rf"\g<kind>-{MARKER}",
     ),
-    # Fernet keys (32 bytes, urlsafe base64) and Fernet tokens.
+    # Fernet keys (32 bytes, urlsafe base64) and Fernet tokens (encrypted values).
     (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])"), MARKER),
     (re.compile(r"\bgAAAAA[A-Za-z0-9_-]{20,}={0,2}"), MARKER),
 )
@@ -58,9 +65,11 @@ def redact(text: str) -> str:
     """`text` with every secret it contains replaced by `[REDACTED]`."""
     if not text:
         return text
+    text = _AUTHORIZATION_HEADER.sub(rf"\g<head>{MARKER}", text)
     text = _QUOTED_VALUE.sub(_redact_key_value, text)
     text = _BARE_VALUE.sub(_redact_key_value, text)
-    text = _AUTH_SCHEME.sub(rf"\g<scheme>\g<sep>{MARKER}", text)
+    text = _AUTH_SCHEME.sub(rf"\g<head>{MARKER}", text)
+    text = _PROSE_VALUE.sub(rf"\g<head>{MARKER}", text)
     text = _URL_PASSWORD.sub(rf"\g<head>{MARKER}", text)
     for pattern, replacement in _SHAPES:
         text = pattern.sub(replacement, text)
@@ -68,38 +77,46 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any, key: str | None = None) -> Any:
-    """`value` with secrets removed; mappings and sequences are walked, keys checked."""
-    if isinstance(value, str):
-        return MARKER if key and _secret_by_key(key, value) else redact(value)
+    """`value` without secrets: strings redacted, mappings and sequences walked, keys checked."""
     if isinstance(value, bytes):
-        return redact_value(value.decode("utf-8", "replace"), key)
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return MARKER if key is not None and _is_secret(key, value) else redact(value)
     if isinstance(value, Mapping):
         return {k: redact_value(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return type(value)(redact_value(item, key) for item in value)
-    if value is None or isinstance(value, bool | int | float):
-        if key and isinstance(value, int | float) and not isinstance(value, bool):
-            return MARKER if _secret_by_key(key, str(value)) else value
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, int | float):
+        return MARKER if key is not None and _is_secret(key, str(value)) else value
     text = str(value)
     cleaned = redact(text)
     return cleaned if cleaned != text else value
 
 
-def _secret_by_key(key: str, value: str) -> bool:
-    if not value or not _KEY_PATTERN.match(key):
+@functools.lru_cache(maxsize=1024)
+def _normalized_key(key: str) -> str:
+    return "_".join(word.lower() for word in _KEY_WORDS.findall(key))
+
+
+def _is_secret(key: str, value: str) -> bool:
+    normalized = _normalized_key(key)
+    if not value or value == MARKER or not _SECRET_KEY.search(normalized):
         return False
-    if _AMBIGUOUS_KEY.search(key):
-        return not (len(value) <= _HARMLESS_MAX_LEN and _HARMLESS_VALUE.match(value))
+    if _AMBIGUOUS_KEY.search(normalized):
+        return not _HARMLESS_VALUE.match(value)
     return True
 
 
 def _redact_key_value(match: re.Match[str]) -> str:
-    value = match.group("value")
-    if value == MARKER or not _secret_by_key(match.group("key"), value):
+    key = match.group("key")
+    if _normalized_key(key).endswith("authorization"):
+        return match.group(0)  # done by _AUTHORIZATION_HEADER, which keeps the scheme
+    if not _is_secret(key, match.group("value")):
         return match.group(0)
     quote = match.groupdict().get("q") or ""
-    return f"{match.group('key')}{match.group('sep')}{quote}{MARKER}{quote}"
+    return f"{key}{match.group('sep')}{quote}{MARKER}{quote}"
 
 
 _STANDARD_ATTRIBUTES = frozenset(
@@ -115,7 +132,7 @@ class RedactionFilter(logging.Filter):
             return True
         try:
             _redact_record(record)
-        except Exception:  # noqa: BLE001 - a log line must never crash the caller
+        except Exception:  # a log call must never fail, nor leak what could not be cleaned
             record.msg, record.args = f"{MARKER} (log record could not be redacted)", None
             record.exc_info, record.exc_text, record.stack_info = None, None, None
         record._larkauth_redacted = True
@@ -130,7 +147,7 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.args = None
     if record.exc_info:
         # Formatters re-render `exc_info` themselves (python-json-logger ignores a cached
-        # `exc_text`), so keep only the redacted text.
+        # `exc_text`), so only the redacted text is kept.
         if not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         record.exc_info = None
@@ -147,8 +164,8 @@ LARK_LOGGER = "Lark"
 
 
 def install() -> None:
-    """Put the filter on lark-oapi's "Lark" logger and its own handlers. Idempotent."""
-    import lark_oapi.core.log  # noqa: F401 - creates the "Lark" logger and its handler
+    """Put the filter on lark-oapi's "Lark" logger and on its own handlers. Idempotent."""
+    import lark_oapi.core.log  # noqa: F401 - creates the "Lark" logger and its stdout handler
 
     logger = logging.getLogger(LARK_LOGGER)
     for target in (logger, *logger.handlers):

@@ -211,6 +211,7 @@ class Call:
     params: dict[str, Any]
     status: int | None = None
     code: int | None = None
+    log_id: str | None = None
 
     def public(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

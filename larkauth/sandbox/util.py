@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -34,13 +35,13 @@ SENSITIVE_KEYS = frozenset(
 
 
 def mask(value: object) -> str:
-    """Enough of a secret to tell two apart in a log, never enough to use it."""
+    """Enough of a secret to tell two apart in a log (a short hash), never enough to use it."""
     text = str(value)
     if text.lower().startswith("bearer "):
         return "Bearer " + mask(text[7:])
-    if len(text) <= 8:
-        return "***"
-    return f"{text[:6]}***({len(text)})"
+    prefix = text[:4] if len(text) >= 20 else ""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{prefix}***#{digest}"
 
 
 def mask_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,6 +106,11 @@ def new_message_id() -> str:
 
 def new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_log_id() -> str:
+    """Like Feishu's X-Tt-Logid: a timestamp and random hex."""
+    return time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(10).upper()
 
 
 def stable_hex(*parts: str, length: int = 32) -> str:

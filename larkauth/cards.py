@@ -1,0 +1,236 @@
+"""The authorization card and each state it is updated to (Card JSON 2.0, FACTS.md §5).
+
+Pure functions returning the card as a dict; `card_content()` turns one into the string
+`im/v1/messages` expects. Every built-in card has `config.update_multi: true`, before and
+after each update, because Feishu only patches shared cards. Copy is bilingual: Chinese
+first, English second.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from larkauth.redaction import redact
+
+# Feishu refuses card bodies over 30 KB (FACTS.md §5).
+MAX_CARD_BYTES = 30 * 1024
+_MAX_REASON_CHARS = 300
+
+Card = dict[str, Any]
+
+
+class ReauthReason(enum.StrEnum):
+    """Why an existing authorization needs the user again."""
+
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+_REAUTH_TEXT = {
+    ReauthReason.EXPIRED: (
+        "你的授权已过期，请重新授权。",
+        "Your authorization has expired. Please authorize again.",
+    ),
+    ReauthReason.REVOKED: (
+        "你的授权已被撤销，请重新授权。",
+        "Your authorization was revoked. Please authorize again.",
+    ),
+}
+
+
+def oauth_start_url(public_url: str, session_id: str) -> str:
+    """Where *Authorize* leads: larkauth's start page, which redirects to Feishu."""
+    return f"{public_url.rstrip('/')}/oauth/start/{session_id}"
+
+
+def authorization_request(
+    session_id: str,
+    *,
+    start_url: str,
+    include_description: bool = True,
+    expires_in_minutes: int | None = None,
+    reason: ReauthReason | None = None,
+    template_id: str = "",
+) -> Card:
+    """The card asking the user to authorize; with `reason`, the re-authorization variant.
+
+    *Authorize* opens `start_url` (see `oauth_start_url`); *Decline* calls back with
+    `{"action": "decline", "session_id": ...}`.
+
+    With `template_id` it is a template card (built in the Feishu card builder) that gets
+    the variables `session_id`, `authorize_url`, `reason` (empty for a first request) and
+    `expires_in_minutes`; its Decline button should send `{"action": "decline",
+    "session_id": "${session_id}"}`.
+    """
+    if template_id:
+        return {
+            "type": "template",
+            "data": {
+                "template_id": template_id,
+                "template_variable": {
+                    "session_id": session_id,
+                    "authorize_url": start_url,
+                    "reason": reason.value if reason else "",
+                    "expires_in_minutes": expires_in_minutes or "",
+                },
+            },
+        }
+    if reason is None:
+        title = "授权请求 · Authorization request"
+        color = "blue"
+        zh = "有内部服务需要以你的身份访问飞书。点击 **授权** 继续。"
+        en = "An internal service needs to access Feishu on your behalf. Tap **Authorize**."
+    else:
+        title = "请重新授权 · Please authorize again"
+        color = "orange"
+        zh, en = _REAUTH_TEXT[reason]
+    elements = [_markdown(f"{zh}\n{en}")]
+    if include_description:
+        elements.append(_description(expires_in_minutes))
+    elements += [
+        _button("授权 · Authorize", "primary", {"type": "open_url", "default_url": start_url}),
+        _button(
+            "拒绝 · Decline",
+            "default",
+            {"type": "callback", "value": {"action": "decline", "session_id": session_id}},
+        ),
+    ]
+    return _card(title, color, elements)
+
+
+def authorized(user_name: str, when: datetime) -> Card:
+    """`when` is shown as given: pass it in the reader's time zone."""
+    at = when.strftime("%Y-%m-%d %H:%M")
+    who = user_name or "你 / You"
+    return _card(
+        "已授权 · Authorized",
+        "green",
+        [_markdown(f"**{who}** 已于 {at} 完成授权。\n**{who}** authorized on {at}.")],
+    )
+
+
+def declined() -> Card:
+    return _card(
+        "已拒绝 · Declined",
+        "grey",
+        [
+            _markdown(
+                "你已拒绝本次授权请求。\n"
+                "You declined this request. The service will ask again if it still needs it."
+            )
+        ],
+    )
+
+
+def expired(session_id: str) -> Card:
+    return _card(
+        "已过期 · Expired",
+        "grey",
+        [
+            _markdown("本次授权请求已过期。\nThis authorization request has expired."),
+            _request_again_button(session_id),
+        ],
+    )
+
+
+def failed(session_id: str, reason: str) -> Card:
+    """`reason` is shown to the user: keep it plain; it is redacted and shortened anyway."""
+    reason = redact(reason.strip())[:_MAX_REASON_CHARS] or "未知错误 / unknown error"
+    return _card(
+        "授权失败 · Authorization failed",
+        "red",
+        [
+            _markdown(f"授权未能完成：{reason}\nAuthorization could not be completed: {reason}"),
+            _request_again_button(session_id),
+        ],
+    )
+
+
+def wrong_user(session_id: str, expected_name: str = "") -> Card:
+    """Someone other than the card's recipient approved: nothing was stored."""
+    for_whom = f"（{expected_name}）" if expected_name else ""
+    for_whom_en = f" ({expected_name})" if expected_name else ""
+    return _card(
+        "账号不匹配 · Wrong account",
+        "red",
+        [
+            _markdown(
+                f"本次授权需要由卡片接收人{for_whom}本人完成，但使用了其他账号。"
+                "请用你自己的账号重新授权。\n"
+                f"This request is for the card's recipient{for_whom_en}, but another account "
+                "approved it. Please authorize again with your own account."
+            ),
+            _request_again_button(session_id),
+        ],
+    )
+
+
+def card_content(card: Mapping[str, Any]) -> str:
+    """The card as the JSON string `content` of `im/v1/messages`. Raises if too large."""
+    content = json.dumps(card, ensure_ascii=False, separators=(",", ":"))
+    size = len(content.encode())
+    if size > MAX_CARD_BYTES:
+        raise ValueError(f"card is {size} bytes, Feishu accepts at most {MAX_CARD_BYTES}")
+    return content
+
+
+def authorization_request_from_settings(
+    session_id: str, reason: ReauthReason | None = None
+) -> Card:
+    """`authorization_request` configured by `LARKAUTH_PUBLIC_URL`, `AUTH_CARD_*`."""
+    from django.conf import settings
+
+    return authorization_request(
+        session_id,
+        start_url=oauth_start_url(settings.LARKAUTH_PUBLIC_URL, session_id),
+        include_description=settings.AUTH_CARD_INCLUDE_DESCRIPTION,
+        expires_in_minutes=max(1, settings.AUTH_SESSION_EXPIRY_SECONDS // 60),
+        reason=reason,
+        template_id=settings.AUTH_CARD_TEMPLATE_ID,
+    )
+
+
+def _card(title: str, color: str, elements: list[dict[str, Any]]) -> Card:
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True, "summary": {"content": title}},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": color},
+        "body": {"elements": elements},
+    }
+
+
+def _markdown(content: str) -> dict[str, Any]:
+    return {"tag": "markdown", "content": content}
+
+
+def _description(expires_in_minutes: int | None) -> dict[str, Any]:
+    zh = "授权后，内部服务可在你同意的权限范围内代你调用飞书接口。你可以随时撤销。"
+    en = (
+        "Once you authorize, internal services can call Feishu as you, within the "
+        "permissions you approve. You can revoke this at any time."
+    )
+    if expires_in_minutes:
+        zh += f"本请求 {expires_in_minutes} 分钟内有效。"
+        en += f" This request is valid for {expires_in_minutes} minutes."
+    return {"tag": "markdown", "content": f"{zh}\n{en}", "text_size": "notation"}
+
+
+def _button(label: str, kind: str, behavior: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": kind,
+        "behaviors": [behavior],
+    }
+
+
+def _request_again_button(session_id: str) -> dict[str, Any]:
+    return _button(
+        "重新请求 · Request again",
+        "primary",
+        {"type": "callback", "value": {"action": "request_again", "session_id": session_id}},
+    )
