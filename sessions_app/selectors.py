@@ -6,17 +6,34 @@ from django.db.models import Q, QuerySet
 
 from sessions_app.models import Application, SessionState, UserAuthSession
 
+SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
+# What handing out a token reads; the refresh path re-reads the whole row under its lock.
+TOKEN_READ_FIELDS = (
+    "app_id",
+    "open_id",
+    "user_id",
+    "user_name",
+    "state",
+    "access_token",
+    "scope",
+    "token_expires_at",
+    "last_refreshed_at",
+    "last_used_at",
+    "completed_at",
+)
+
 
 def application_get(app_id: str | None) -> Application:
     """The named active application; unnamed: the LARK_APP_ID one, else the only one."""
     from sessions_app.services.applications import application_ensure_default
 
     if app_id:
-        return Application.objects.get(app_id=app_id, is_active=True)
+        # Secrets are loaded (and decrypted) only when a Feishu call needs them.
+        return Application.objects.defer(*SECRET_FIELDS).get(app_id=app_id, is_active=True)
     default = application_ensure_default()
     if default is not None and default.is_active:
         return default
-    active = list(Application.objects.filter(is_active=True)[:2])
+    active = list(Application.objects.defer(*SECRET_FIELDS).filter(is_active=True)[:2])
     if len(active) == 1:
         return active[0]
     raise Application.DoesNotExist("No app_id given and no single default application")
@@ -32,7 +49,7 @@ def user_filter(open_id: str = "", user_id: str = "", email: str = "") -> Q:
 
 def authorization_get(app: Application, who: Q) -> UserAuthSession | None:
     """The user's authorization: the completed row, else the latest that needs the user."""
-    rows = UserAuthSession.objects.filter(who, app=app)
+    rows = UserAuthSession.objects.filter(who, app=app).only(*TOKEN_READ_FIELDS)
     completed = rows.filter(state=SessionState.COMPLETED).first()
     if completed is not None:
         return completed

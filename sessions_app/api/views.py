@@ -16,7 +16,7 @@ from larkauth.errors import AuthenticationRequiredError
 from sessions_app import selectors, services
 from sessions_app.api import serializers
 from sessions_app.api.errors import error_response
-from sessions_app.api.permissions import actor, require_app_access, service_client
+from sessions_app.api.permissions import actor, caller, require_app_access
 from sessions_app.models import Application, SessionState, UserAuthSession
 
 WAIT_POLL_SECONDS = 0.25
@@ -52,7 +52,7 @@ class TokenView(APIView):
                     UserAuthSession.objects.select_related("app").get(pk=result.session.pk)
                 )
             token = waited
-        response = Response(serializers.TokenSerializer(token).data)
+        response = Response(token.as_json())
         response["Cache-Control"] = "no-store"
         return response
 
@@ -136,7 +136,7 @@ class AuthSessionDetailView(APIView):
     def get(self, request: Request, session_id: str) -> Response:
         session = (
             UserAuthSession.objects.select_related("app")
-            .filter(pk=session_id, app__in=service_client(request).applications.all())
+            .filter(pk=session_id, app__in=caller(request).app_pks)
             .first()
         )
         if session is None:

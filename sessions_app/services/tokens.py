@@ -44,6 +44,17 @@ class ActiveToken:
     def __repr__(self) -> str:
         return f"ActiveToken(open_id={self.open_id!r}, expires_at={self.expires_at!r})"
 
+    def as_json(self) -> dict[str, str]:
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
+            "scope": self.scope,
+            "open_id": self.open_id,
+            "user_id": self.user_id,
+            "name": self.name,
+        }
+
 
 def needs_refresh(session: UserAuthSession, now: datetime) -> bool:
     """Past AUTH_TOKEN_REFRESH_THRESHOLD of the access token's lifetime."""

@@ -1,0 +1,86 @@
+"""`POST /api/v1/tokens/` for an authorized user under gunicorn, 16 concurrent clients,
+against a minimal DRF primary-key lookup with the same server settings.
+
+Targets (issue 5): ≥ 0.8× the reference's throughput, p99 ≤ 25 ms.
+Run: `make bench` or `.venv/bin/python -m bench.token_api`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import aiohttp
+
+from bench import harness
+
+
+def setup_data() -> tuple[int, str, str]:
+    """An application, one authorized user with a fresh token, an API key."""
+    import django
+
+    os.environ.update(harness.bench_env(DJANGO_SETTINGS_MODULE="bench.settings"))
+    django.setup()
+    from django.utils import timezone
+
+    from sessions_app.models import Application, ServiceClient, UserAuthSession
+
+    now = timezone.now()
+    app = Application.objects.create(app_id="cli_bench", app_secret="bench-secret")
+    UserAuthSession.objects.create(
+        app=app,
+        open_id="ou_bench_user",
+        user_id="bench",
+        user_name="Bench User",
+        state="completed",
+        access_token="eyJ" + "a" * 1200,
+        refresh_token="eyJ" + "r" * 1200,
+        token_expires_at=now + timedelta(days=300),
+        refresh_token_expires_at=now + timedelta(days=300),
+        completed_at=now,
+        last_used_at=now,
+    )
+    client, key = ServiceClient.objects.create_key(name="bench")
+    client.applications.add(app)  # type: ignore[attr-defined]
+    return app.pk, key, "ou_bench_user"
+
+
+def main() -> None:
+    env = harness.bench_env(DJANGO_SETTINGS_MODULE="bench.settings")
+    harness.recreate_database(env)
+    app_pk, key, open_id = setup_data()
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    body = f'{{"open_id": "{open_id}"}}'
+
+    with harness.gunicorn(env) as base:
+
+        async def token(session: aiohttp.ClientSession) -> bool:
+            async with session.post(f"{base}/api/v1/tokens/", data=body, headers=headers) as r:
+                await r.read()
+                return r.status == 200
+
+        async def reference(session: aiohttp.ClientSession) -> bool:
+            async with session.post(f"{base}/bench/reference/{app_pk}") as r:
+                await r.read()
+                return r.status == 200
+
+        # Alternate rounds so both see the same machine state; report the medians.
+        ours, refs = [], []
+        for _ in range(3):
+            refs.append(harness.load(reference, seconds=8))
+            ours.append(harness.load(token, seconds=8))
+
+    best_ref = sorted(refs, key=lambda r: r.throughput)[1]
+    best_ours = sorted(ours, key=lambda r: r.throughput)[1]
+    print("Token API benchmark (gunicorn, 4 workers, 16 concurrent clients, median of 3 rounds)")
+    print(best_ref.line("reference: DRF primary-key lookup"))
+    print(best_ours.line("POST /api/v1/tokens/"))
+    ratio = best_ours.throughput / best_ref.throughput
+    print(
+        f"throughput ratio {ratio:.2f}x (target >= 0.80), p99 {best_ours.percentile(0.99):.1f} ms "
+        "(target <= 25 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`/metrics`: every process's counters (prometheus_client multiprocess mode when
+PROMETHEUS_MULTIPROC_DIR is set: web workers, Celery workers and listeners on one host write
+there) plus gauges read from the database at scrape time, so they are right whichever
+process changed the rows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+EXPIRY_WINDOWS = (("expired", None), ("3d", timedelta(days=3)), ("7d", timedelta(days=7)))
+
+
+class DatabaseCollector(Collector):
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("larkauth_authorizations", "", labels=["state"])
+        yield GaugeMetricFamily("larkauth_refresh_tokens_expiring", "", labels=["window"])
+
+    def collect(self) -> Iterator[Metric]:
+        from sessions_app.models import SessionState, UserAuthSession
+
+        authorizations = GaugeMetricFamily(
+            "larkauth_authorizations", "Authorizations by state.", labels=["state"]
+        )
+        counts = dict(
+            UserAuthSession.objects.filter(
+                state__in=[SessionState.COMPLETED, SessionState.NEEDS_REAUTH, SessionState.REVOKED]
+            )
+            .values_list("state")
+            .annotate(n=Count("id"))
+            .values_list("state", "n")
+        )
+        for state in (SessionState.COMPLETED, SessionState.NEEDS_REAUTH, SessionState.REVOKED):
+            authorizations.add_metric([state.value], counts.get(state, 0))
+        yield authorizations
+
+        expiring = GaugeMetricFamily(
+            "larkauth_refresh_tokens_expiring",
+            "Completed authorizations whose refresh token ends within the window.",
+            labels=["window"],
+        )
+        now = timezone.now()
+        completed = UserAuthSession.objects.filter(state=SessionState.COMPLETED)
+        for window, span in EXPIRY_WINDOWS:
+            limit = now if span is None else now + span
+            expiring.add_metric(
+                [window], completed.filter(refresh_token_expires_at__lte=limit).count()
+            )
+        yield expiring
+
+
+_database_registry = CollectorRegistry()
+_database_registry.register(DatabaseCollector())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    body = generate_latest(registry) + generate_latest(_database_registry)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
