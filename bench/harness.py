@@ -95,8 +95,8 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subproc
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int = 4) -> Iterator[str]:
-    port = free_port()
+def gunicorn(env: dict[str, str], workers: int = 4, port: int = 0) -> Iterator[str]:
+    port = port or free_port()
     args = [
         sys.executable, "-m", "gunicorn", "config.wsgi",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning",

@@ -47,6 +47,9 @@ from larkauth.ratelimit import RateLimiter, RateLimitTimeout, default_limiter
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Feishu limits each API separately (FACTS.md §10: 50/s per API and app), so each gets its
+# own budget of FEISHU_RATE_LIMIT_PER_SECOND. The two grants share one token endpoint.
+_RATE_BUCKETS = {"oauth_code_exchange": "oauth_token", "oauth_refresh": "oauth_token"}
 USER_AGENT = "larkauth"
 
 
@@ -70,6 +73,8 @@ class FeishuClient:
         self._app_secret = app_secret
         self._rate_limiter = rate_limiter
         self._tokens = token_cache.TokenStore()
+        # Kept-alive connections to the token endpoint (urllib3's pool is thread-safe).
+        self._http = requests.Session()
         self._lark = (
             lark.Client.builder()
             .app_id(app_id)
@@ -254,7 +259,7 @@ class FeishuClient:
         def post() -> UserToken:
             issued_at = now or datetime.now(UTC)
             try:
-                response = requests.post(
+                response = self._http.post(
                     url, json=body, timeout=self.timeout, headers={"User-Agent": USER_AGENT}
                 )
             except requests.RequestException as exc:
@@ -351,7 +356,7 @@ class FeishuClient:
     def _measured(self, api: str, attempt: Callable[[], T]) -> T:
         limiter = self._rate_limiter or default_limiter()
         try:
-            limiter.acquire(self.app_id)
+            limiter.acquire(f"{self.app_id}:{_RATE_BUCKETS.get(api, api)}")
         except RateLimitTimeout as exc:
             raise FeishuError(str(exc), api=api, retryable=True) from None
         outcome = "permanent_error"

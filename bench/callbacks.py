@@ -1,0 +1,109 @@
+"""Authorization completions per second through `/oauth/callback` against the sandbox.
+
+Each completion is what a person's browser does: `/oauth/start/<session>` (302) → the
+sandbox's consent form (302) → `/oauth/callback` (code exchange, user info, encrypted
+store, card patched in place). Gunicorn with 4 workers, PostgreSQL, 16 concurrent browsers.
+The reference measured in the same run is the same trip without our callback (start and
+consent only), so the ratio shows what the callback itself costs.
+
+Target (issue 5): ≥ 100 completions/s. Run: `.venv/bin/python -m bench.callbacks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from bench import harness
+from larkauth.sandbox.control_client import SandboxControl
+
+USERS = 1500
+CONCURRENCY = 16
+
+
+def main() -> None:
+    sandbox_port = harness.free_port()
+    web_port = harness.free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    web_url = f"http://127.0.0.1:{web_port}"
+    env = harness.bench_env(
+        LARK_APP_ID="cli_bench",
+        LARK_APP_SECRET="bench-app-secret",
+        LARK_DOMAIN=sandbox_url,
+        LARK_ACCOUNTS_DOMAIN=sandbox_url,
+        LARKAUTH_PUBLIC_URL=web_url,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        AUTH_REQUEST_RATE_LIMIT="1000",
+        # The sandbox enforces no rate limit: measure our own capacity, not the limiter.
+        FEISHU_RATE_LIMIT_PER_SECOND="100000",
+    )
+    harness.recreate_database(env)
+    key = harness.manage(env, "create_api_key", "bench").strip().splitlines()[-1]
+    sandbox_cmd = ["manage.py", "lark_sandbox", "--port", str(sandbox_port)]
+    with harness.process([harness.sys.executable, *sandbox_cmd], env, sandbox_port):
+        control = SandboxControl(sandbox_url)
+        users = [control.add_user(f"User {n}")["open_id"] for n in range(USERS)]
+        with harness.gunicorn(env, port=web_port) as base:
+            sessions = asyncio.run(_open_sessions(base, key, users))
+            half = len(sessions) // 2
+            reference = asyncio.run(_browse(base, sessions[:half], with_callback=False))
+            ours = asyncio.run(_browse(base, sessions[half:], with_callback=True))
+
+    print("Authorization completions through /oauth/callback (gunicorn 4 workers, sandbox)")
+    print(f"reference: start + consent only    {reference:7.1f} trips/s")
+    print(f"start + consent + callback         {ours:7.1f} completions/s")
+    print(
+        f"ratio {ours / reference:.2f}x of the trip without callback; "
+        f"{ours / 100:.2f}x the target of 100/s"
+    )
+
+
+async def _open_sessions(base: str, key: str, users: list[str]) -> list[tuple[str, str]]:
+    headers = {"Authorization": f"Api-Key {key}"}
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def open_one(open_id: str) -> tuple[str, str]:
+            async with (
+                semaphore,
+                http.post(f"{base}/api/v1/auth-sessions/", json={"open_id": open_id}) as r,
+            ):
+                assert r.status == 201, await r.text()
+                return (await r.json())["id"], open_id
+
+        return await asyncio.gather(*(open_one(u) for u in users))
+
+
+async def _browse(base: str, sessions: list[tuple[str, str]], *, with_callback: bool) -> float:
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    for item in sessions:
+        queue.put_nowait(item)
+    failures = 0
+
+    async def browser() -> None:
+        nonlocal failures
+        async with aiohttp.ClientSession() as http:
+            while not queue.empty():
+                session_id, open_id = queue.get_nowait()
+                async with http.get(f"{base}/oauth/start/{session_id}", allow_redirects=False) as r:
+                    authorize_url = r.headers["Location"]
+                form = {"open_id": open_id, "decision": "approve"}
+                async with http.post(authorize_url, data=form, allow_redirects=False) as r:
+                    callback_url = r.headers["Location"]
+                if with_callback:
+                    async with http.get(callback_url) as r:
+                        await r.read()
+                        failures += r.status != 200
+
+    started = time.monotonic()
+    await asyncio.gather(*(browser() for _ in range(CONCURRENCY)))
+    elapsed = time.monotonic() - started
+    if failures:
+        raise RuntimeError(f"{failures} callbacks failed")
+    return len(sessions) / elapsed
+
+
+if __name__ == "__main__":
+    main()
