@@ -1,0 +1,61 @@
+"""Operators act on authorizations from the admin: resend the card, refresh now, revoke."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from sessions_app.models import SessionState, TokenEvent, UserAuthSession
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(lark):
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    lark.client.force_login(user)
+    return lark
+
+
+def _act(lark, action: str, *sessions: UserAuthSession):
+    return lark.client.post(
+        reverse("admin:sessions_app_userauthsession_changelist"),
+        {"action": action, "_selected_action": [str(s.pk) for s in sessions]},
+        follow=True,
+    )
+
+
+def _authorized(lark) -> UserAuthSession:
+    alice = lark.sandbox.alice
+    lark.authorize(lark.open_card_session(alice["open_id"]), alice["open_id"])
+    return UserAuthSession.objects.get(state=SessionState.COMPLETED)
+
+
+def test_refresh_now_rotates_the_tokens(operator) -> None:
+    authorization = _authorized(operator)
+    old_access = authorization.access_token
+    page = _act(operator, "refresh_now", authorization)
+    assert "Refreshed 1 authorization(s)." in page.content.decode()
+    authorization.refresh_from_db()
+    assert authorization.access_token != old_access
+    assert TokenEvent.objects.get(kind="refreshed").actor == "admin:ops"
+
+
+def test_revoke_wipes_the_tokens(operator) -> None:
+    authorization = _authorized(operator)
+    page = _act(operator, "revoke", authorization)
+    assert "Revoked 1 authorization(s)." in page.content.decode()
+    authorization.refresh_from_db()
+    assert (authorization.state, authorization.access_token) == ("revoked", None)
+
+
+def test_resend_card_opens_a_new_session_for_the_user(operator) -> None:
+    authorization = _authorized(operator)
+    page = _act(operator, "resend_card", authorization)
+    assert "Sent 1 card(s)" in page.content.decode()
+    alice = operator.sandbox.alice
+    assert len(operator.sandbox.messages(open_id=alice["open_id"])) == 2
+    assert UserAuthSession.objects.filter(state=SessionState.PENDING).count() == 1
+    # The existing authorization stays valid until the user completes the new card.
+    assert UserAuthSession.objects.filter(state=SessionState.COMPLETED).count() == 1
