@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import timedelta
 
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -17,8 +16,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-EXPIRY_WINDOWS = (("expired", None), ("3d", timedelta(days=3)), ("7d", timedelta(days=7)))
-
 
 class DatabaseCollector(Collector):
     def describe(self) -> Iterator[Metric]:
@@ -27,6 +24,7 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from sessions_app.models import SessionState, UserAuthSession
+        from sessions_app.services.expiry import expiring_counts
 
         authorizations = GaugeMetricFamily(
             "larkauth_authorizations", "Authorizations by state.", labels=["state"]
@@ -45,16 +43,12 @@ class DatabaseCollector(Collector):
 
         expiring = GaugeMetricFamily(
             "larkauth_refresh_tokens_expiring",
-            "Completed authorizations whose refresh token ends within the window.",
+            "Completed authorizations by when they really end: 7d (3 to 7 days left), "
+            "3d (up to 3 days), expired (ended, not yet marked needs_reauth).",
             labels=["window"],
         )
-        now = timezone.now()
-        completed = UserAuthSession.objects.filter(state=SessionState.COMPLETED)
-        for window, span in EXPIRY_WINDOWS:
-            limit = now if span is None else now + span
-            expiring.add_metric(
-                [window], completed.filter(refresh_token_expires_at__lte=limit).count()
-            )
+        for window, count in expiring_counts(timezone.now()).items():
+            expiring.add_metric([window], count)
         yield expiring
 
 

@@ -158,7 +158,9 @@ CACHES: dict[str, Any] = {
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or (REDIS_URL or "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+# Redis hands an unacknowledged task (acks_late) to another worker after this long: longer
+# than any task's time limit, or a slow run would be started twice.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 2 * 60 * 60}
 if CELERY_BROKER_URL == "filesystem://":
     # The embedded development broker: queues are folders under var/, no server needed.
     _queue_dir = VAR_DIR / "celery-broker"
@@ -166,6 +168,7 @@ if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
+        "control_folder": str(_queue_dir / "control"),  # else ./control in the working dir
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -174,7 +177,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TIMEZONE = TIME_ZONE
+# Schedules live in the database (admin-editable); defaults: sessions_app.services.schedules.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING above (JSON, redaction) rather than Celery's own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Feishu / Lark -----------------------------------------------------------------------
 

@@ -113,15 +113,16 @@ def authorized(user_name: str, when: datetime) -> Card:
     )
 
 
-def declined() -> Card:
+def declined(session_id: str) -> Card:
     return _card(
         "已拒绝 · Declined",
         "grey",
         [
             _markdown(
                 "你已拒绝本次授权请求。\n"
-                "You declined this request. The service will ask again if it still needs it."
-            )
+                "You declined this request. Changed your mind? Request again."
+            ),
+            _request_again_button(session_id),
         ],
     )
 

@@ -14,3 +14,12 @@ def create_default_application(sender: AppConfig, **kwargs: Any) -> None:
     from sessions_app.services.applications import application_ensure_default
 
     application_ensure_default()
+
+
+@receiver(post_migrate)
+def create_default_beat_schedules(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    if sender.name != "sessions_app":
+        return
+    from sessions_app.services.schedules import beat_schedules_ensure
+
+    beat_schedules_ensure(using=using)

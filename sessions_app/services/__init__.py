@@ -6,6 +6,8 @@ from sessions_app.services.authorization import (
     AuthRequestResult,
     UserRef,
     auth_request,
+    auth_request_again,
+    auth_request_by_user,
     authorization_complete,
     authorization_reject,
     authorization_start,
@@ -13,6 +15,15 @@ from sessions_app.services.authorization import (
     session_expire,
     sessions_expire_stale,
 )
+from sessions_app.services.expiry import refresh_token_expiry_check
+from sessions_app.services.maintenance import (
+    auth_sessions_delete_old,
+    processed_events_delete_old,
+    sessions_expire_all_stale,
+    tokens_refresh_expiring,
+    users_sync_info,
+)
+from sessions_app.services.schedules import beat_schedules_ensure
 from sessions_app.services.tokens import (
     ActiveToken,
     authorization_revoke,
@@ -27,14 +38,23 @@ __all__ = [
     "UserRef",
     "application_ensure_default",
     "auth_request",
+    "auth_request_again",
+    "auth_request_by_user",
+    "auth_sessions_delete_old",
     "authorization_complete",
     "authorization_reject",
     "authorization_revoke",
     "authorization_start",
+    "beat_schedules_ensure",
     "card_send",
     "get_active_token",
+    "processed_events_delete_old",
+    "refresh_token_expiry_check",
     "session_expire",
+    "sessions_expire_all_stale",
     "sessions_expire_stale",
     "token_issue",
     "token_refresh",
+    "tokens_refresh_expiring",
+    "users_sync_info",
 ]

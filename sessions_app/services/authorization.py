@@ -226,7 +226,8 @@ def card_send(
 
 
 def card_update(session: UserAuthSession, card: dict[str, Any]) -> None:
-    """Update the session's card in place. A failure here never undoes the state change."""
+    """Update the session's card in place. Called after the state change has committed;
+    a failure here never undoes it."""
     if not session.message_id:
         return
     try:
@@ -248,7 +249,7 @@ def authorization_start(session_id: Any) -> str:
     verifier = pkce.new_verifier()
     with transaction.atomic():
         session = (
-            UserAuthSession.objects.select_for_update()
+            UserAuthSession.objects.select_for_update(of=("self",))
             .select_related("app")
             .filter(pk=session_id)
             .first()
@@ -294,7 +295,7 @@ def _consume_state(state: str) -> tuple[UserAuthSession, str]:
     """Take the state's verifier exactly once: a replay or a concurrent callback finds it gone."""
     with transaction.atomic():
         session = (
-            UserAuthSession.objects.select_for_update()
+            UserAuthSession.objects.select_for_update(of=("self",))
             .select_related("app")
             .filter(state_token=_hash_state(state))
             .first()
@@ -335,7 +336,9 @@ def authorization_complete(state: str, code: str) -> UserAuthSession:
     now = timezone.now()
     with transaction.atomic():
         session = (
-            UserAuthSession.objects.select_for_update().select_related("app").get(pk=session.pk)
+            UserAuthSession.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .get(pk=session.pk)
         )
         if session.state != SessionState.PENDING:
             raise AuthFlowError("already_used", session)
@@ -380,7 +383,7 @@ def authorization_reject(
 ) -> UserAuthSession:
     """The user declined, on Feishu's page (by state) or on the card (by session id)."""
     with transaction.atomic():
-        query = UserAuthSession.objects.select_for_update().select_related("app")
+        query = UserAuthSession.objects.select_for_update(of=("self",)).select_related("app")
         session = (
             query.filter(state_token=_hash_state(state)).first()
             if state
@@ -400,7 +403,7 @@ def authorization_reject(
         raise _blocked(session, blocked)
     metrics.AUTH_SESSIONS.labels(session.app.app_id, "rejected").inc()
     metrics.AUTH_FAILURES.labels("user_rejected").inc()
-    card_update(session, cards.declined())
+    card_update(session, cards.declined(session_id=str(session.pk)))
     return session
 
 
@@ -455,3 +458,101 @@ def sessions_expire_stale(app: Application | None = None, open_id: str = "") -> 
     if app is not None:
         rows = rows.filter(app=app, open_id=open_id)
     return sum(session_expire(session) for session in rows[:500])
+
+
+# --- Request again (a card button) --------------------------------------------------------
+
+_REQUESTABLE_AGAIN = (SessionState.EXPIRED, SessionState.REJECTED, SessionState.FAILED)
+
+
+def auth_request_again(session_id: Any, operator_open_id: str, actor: str = "") -> UserAuthSession:
+    """*Request again* on an expired, declined or failed card: a new session for the same
+    user that takes over the same card, patched to a fresh request (no new message).
+
+    Raises `AuthFlowError` with the reason the button cannot act: `not_found`,
+    `not_recipient` (someone else clicked a forwarded card), `still_pending` (the card's
+    request is still open), `already_requested` (a double click), `already_authorized`,
+    `already_used`, `pending_elsewhere` (another card is waiting), `card_update_failed`;
+    `RateLimitedError` past AUTH_REQUEST_RATE_LIMIT.
+    """
+    with transaction.atomic():
+        # The old row stays locked until the new session exists: a double click waits,
+        # then finds the new session pending and opens no second one.
+        old = (
+            UserAuthSession.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .filter(pk=session_id)
+            .first()
+        )
+        if old is None or not old.message_id:
+            raise AuthFlowError("not_found")
+        if not old.open_id or old.open_id != operator_open_id:
+            raise AuthFlowError("not_recipient", old)
+        app, open_id = old.app, old.open_id
+        if old.state == SessionState.PENDING:
+            stale = old.expires_at is not None and old.expires_at <= timezone.now()
+            if not stale:
+                raise AuthFlowError("still_pending", old)
+        elif old.state == SessionState.COMPLETED:
+            raise AuthFlowError("already_authorized", old)
+        elif old.state not in _REQUESTABLE_AGAIN:
+            raise AuthFlowError("already_used", old)
+        sessions_expire_stale(app=app, open_id=open_id)
+        if UserAuthSession.objects.filter(
+            app=app, open_id=open_id, state=SessionState.COMPLETED
+        ).exists():
+            raise AuthFlowError("already_authorized", old)
+        pending = UserAuthSession.objects.filter(
+            app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
+        ).first()
+        if pending is not None:
+            same_card = pending.message_id == old.message_id
+            raise AuthFlowError("already_requested" if same_card else "pending_elsewhere", old)
+        now = timezone.now()
+        _check_rate_limit(app, open_id, now)
+        try:
+            with transaction.atomic():
+                session = UserAuthSession.objects.create(
+                    app=app,
+                    open_id=open_id,
+                    user_id=old.user_id,
+                    email=old.email,
+                    auth_method=AuthMethod.CARD,
+                    message_id=old.message_id,
+                    expires_at=now + timedelta(seconds=settings.AUTH_SESSION_EXPIRY_SECONDS),
+                )
+        except IntegrityError:
+            # A token request sent this user a card a moment ago.
+            raise AuthFlowError("pending_elsewhere", old) from None
+        record_event(session, TokenEvent.Kind.CREATED, actor, method="card", replaces=str(old.pk))
+    card = cards.authorization_request_from_settings(
+        str(session.pk), reason=_reauth_reason(app, open_id)
+    )
+    try:
+        client_for(app).patch_card(session.message_id, card)
+    except FeishuError as exc:
+        raise _fail(session, "card_update_failed", detail=str(exc.code or exc.http_status)) from exc
+    record_event(session, TokenEvent.Kind.CARD_SENT, actor, reused_message=True)
+    return session
+
+
+# --- The user asks the bot ----------------------------------------------------------------
+
+
+def auth_request_by_user(app: Application, open_id: str, *, reply_key: str) -> AuthRequestResult:
+    """The user messaged the bot to authorize: a card (or the pending one is kept).
+
+    Already authorized: the "authorized" card, so the user gets an answer rather than a
+    second authorization. `reply_key` (stable per incoming message) makes Feishu drop a
+    repeated reply.
+    """
+    result = auth_request(app, UserRef(open_id=open_id), actor=f"user:{open_id}")
+    authorization = result.authorization
+    if authorization is not None and authorization.completed_at is not None:
+        when = timezone.localtime(authorization.completed_at)
+        client_for(app).send_card(
+            open_id,
+            cards.authorized(user_name=authorization.user_name, when=when),
+            dedupe_key=hashlib.sha256(reply_key.encode()).hexdigest()[:32],
+        )
+    return result

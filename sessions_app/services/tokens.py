@@ -125,7 +125,9 @@ def token_refresh(
     now = timezone.now()
     with transaction.atomic():
         session = (
-            UserAuthSession.objects.select_for_update().select_related("app").get(pk=session_pk)
+            UserAuthSession.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .get(pk=session_pk)
         )
         if session.state != SessionState.COMPLETED or session.refresh_token is None:
             raise AuthenticationRequiredError(

@@ -40,7 +40,7 @@ ALL_BUILT_IN = [
         id="reauth",
     ),
     pytest.param(cards.authorized("Li Lei", datetime(2026, 1, 20, 9, 30)), id="authorized"),
-    pytest.param(cards.declined(), id="declined"),
+    pytest.param(cards.declined(SESSION), id="declined"),
     pytest.param(cards.expired(SESSION), id="expired"),
     pytest.param(cards.failed(SESSION, "Feishu is unavailable"), id="failed"),
     pytest.param(cards.wrong_user(SESSION, "Li Lei"), id="wrong-user"),
@@ -74,6 +74,7 @@ def test_decline_calls_back_with_the_session_id():
 @pytest.mark.parametrize(
     "card",
     [
+        cards.declined(SESSION),
         cards.expired(SESSION),
         cards.failed(SESSION, "timeout"),
         cards.wrong_user(SESSION),
@@ -83,9 +84,8 @@ def test_dead_end_states_offer_request_again(card: dict[str, Any]):
     assert _callback_values(card) == [{"action": "request_again", "session_id": SESSION}]
 
 
-@pytest.mark.parametrize("card", [cards.declined(), cards.authorized("Li Lei", datetime.now())])
-def test_final_states_have_no_buttons(card: dict[str, Any]):
-    assert _buttons(card) == []
+def test_the_authorized_card_has_no_buttons():
+    assert _buttons(cards.authorized("Li Lei", datetime.now())) == []
 
 
 def test_description_can_be_left_out():
@@ -162,7 +162,7 @@ def test_failed_shows_a_short_redacted_reason():
 
 
 def test_card_content_refuses_cards_over_30_kb():
-    card = cards.declined()
+    card = cards.declined(SESSION)
     card["body"]["elements"].append({"tag": "markdown", "content": "x" * cards.MAX_CARD_BYTES})
     with pytest.raises(ValueError, match="at most"):
         cards.card_content(card)

@@ -215,13 +215,13 @@ def test_retries_are_bounded_and_each_attempt_times_out(client, sandbox):
 
 
 def test_it_fetches_a_new_tenant_token_when_feishu_rejects_the_cached_one(client, sandbox):
-    client.send_card(sandbox.alice["open_id"], cards.declined())
+    client.send_card(sandbox.alice["open_id"], cards.declined("sess-1"))
     # A reset that forgets app tokens: the client's cached tenant token is now unknown.
     sandbox.reset(keep_app_tokens=False)
     sandbox.add_app(**TEST_APP)
     sandbox.add_user(**{k: sandbox.alice[k] for k in ("open_id", "union_id", "user_id", "name")})
 
-    client.send_card(sandbox.alice["open_id"], cards.declined())
+    client.send_card(sandbox.alice["open_id"], cards.declined("sess-1"))
 
     assert [call["code"] for call in sandbox.calls("message_create")] == [99991663, 0]
     assert len(sandbox.calls("tenant_token")) == 1
@@ -300,7 +300,7 @@ def test_a_retried_send_never_sends_a_second_card(client, sandbox):
     open_id = sandbox.alice["open_id"]
     sandbox.add_fault("message_create", http_status=500)
 
-    sent = client.send_card(open_id, cards.declined())
+    sent = client.send_card(open_id, cards.declined("sess-1"))
 
     calls = sandbox.calls("message_create")
     assert [call["status"] for call in calls] == [500, 200]
@@ -313,17 +313,17 @@ def test_a_send_whose_answer_was_lost_is_deduplicated(client, sandbox):
     # The first attempt is processed after our timeout, so its answer is lost.
     sandbox.add_fault("message_create", latency_ms=int(TIMEOUT * 1000 * 2))
 
-    sent = client.send_card(open_id, cards.declined(), dedupe_key="sess-lost")
+    sent = client.send_card(open_id, cards.declined("sess-1"), dedupe_key="sess-lost")
 
     _wait_until(lambda: all(c["status"] for c in sandbox.calls("message_create")))
     assert len(sandbox.calls("message_create")) == 2
     assert [m["message_id"] for m in sandbox.messages(open_id=open_id)] == [sent.message_id]
-    again = client.send_card(open_id, cards.declined(), dedupe_key="sess-lost")
+    again = client.send_card(open_id, cards.declined("sess-1"), dedupe_key="sess-lost")
     assert again == sent
 
 
 def test_a_patch_of_an_unknown_message_fails_with_feishus_fields(client, sandbox):
-    error = _failure(lambda: client.patch_card("om_unknown", cards.declined()))
+    error = _failure(lambda: client.patch_card("om_unknown", cards.declined("sess-1")))
 
     assert error.permanent
     assert error.code
@@ -335,7 +335,7 @@ def test_a_patch_of_an_unknown_message_fails_with_feishus_fields(client, sandbox
 
 
 def test_errors_carry_feishus_log_id(client, sandbox):
-    api_error = _failure(lambda: client.patch_card("om_unknown", cards.declined()))
+    api_error = _failure(lambda: client.patch_card("om_unknown", cards.declined("sess-1")))
     code, _ = _approve(client, sandbox.alice["open_id"])
     token_error = _failure(lambda: client.exchange_code(code, pkce.new_verifier(), REDIRECT_URI))
 
@@ -355,8 +355,8 @@ def test_clients_of_the_same_app_on_different_hosts_keep_their_own_tenant_tokens
         other_control.add_user(**{k: sandbox.bob[k] for k in ("open_id", "union_id", "name")})
         here = _client(sandbox.url)
 
-        here.send_card(sandbox.bob["open_id"], cards.declined())
-        other.send_card(sandbox.bob["open_id"], cards.declined())
+        here.send_card(sandbox.bob["open_id"], cards.declined("sess-1"))
+        other.send_card(sandbox.bob["open_id"], cards.declined("sess-1"))
 
         # A token from the first sandbox would have been refused there first (99991663).
         assert [c["code"] for c in other_control.calls("message_create")] == [0]

@@ -1,0 +1,162 @@
+"""`POST /lark/events/` throughput under gunicorn as the Dockerfile runs it (4 workers x 4
+threads), on PostgreSQL, 16 concurrent clients. Every request is a new event
+(`im.message.receive_v1`, text "hello"), encrypted and signed as Feishu sends it: it is
+decrypted, its signature, timestamp and verification token are checked, and it is
+deduplicated (its `ProcessedEvent` row inserted and committed).
+
+Measured in the same run and the same server (bench-only URLs, mounted below):
+- the reference: a plain JSON view that parses the body and answers `{"msg": "success"}`;
+- the dedupe floor: the reference plus one committed `ProcessedEvent` insert, i.e. what
+  exactly-once costs by itself, whatever the code around it.
+
+Target (issue 6): ≥ 0.7x the reference's throughput.
+Run: `.venv/bin/python -m bench.events_http` (gunicorn loads `bench.events_http:application()`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+
+from bench import harness
+
+APP_ID = "cli_bench"
+ENCRYPT_KEY, VERIFICATION_TOKEN = "bench-encrypt-key", "bench-verification-token"
+ROUNDS, SECONDS, CLIENTS = 5, 6, 16
+PREPARED_EVENTS = 60_000
+ENSURE_APP = "from sessions_app import services; services.application_ensure_default()"
+COUNT_EVENTS = "from sessions_app.models import ProcessedEvent as E; print(E.objects.count())"
+
+urlpatterns: list[Any] = []
+
+
+def application() -> Any:
+    """gunicorn's app factory: the project's WSGI app, with the bench views in front."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.db import transaction
+    from django.http import HttpRequest, JsonResponse
+    from django.urls import path
+    from django.utils import timezone
+    from django.views.decorators.csrf import csrf_exempt
+
+    from config.urls import urlpatterns as project_urls
+    from sessions_app.models import ProcessedEvent
+
+    @csrf_exempt
+    def plain_json(request: HttpRequest) -> JsonResponse:
+        json.loads(request.body)
+        return JsonResponse({"msg": "success"})
+
+    @csrf_exempt
+    def dedupe_floor(request: HttpRequest) -> JsonResponse:
+        json.loads(request.body)
+        with transaction.atomic():
+            ProcessedEvent.objects.create(
+                event_id=request.headers["X-Request-Id"], received_at=timezone.now()
+            )
+        return JsonResponse({"msg": "success"})
+
+    urlpatterns[:] = [
+        path("bench/plain-json/", plain_json),
+        path("bench/dedupe-floor/", dedupe_floor),
+        *project_urls,
+    ]
+    settings.ROOT_URLCONF = __name__
+    return get_wsgi_application()
+
+
+def signed_events() -> Iterator[tuple[bytes, dict[str, str]]]:
+    """Distinct events, encrypted and signed with a fresh timestamp."""
+    from larkauth.sandbox.delivery import build_request, complete_event
+    from larkauth.sandbox.state import App
+
+    app = App(APP_ID, "secret", encrypt_key=ENCRYPT_KEY, verification_token=VERIFICATION_TOKEN)
+    for n in itertools.count():
+        event = {
+            "header": {"event_type": "im.message.receive_v1", "event_id": f"bench-{n}"},
+            "event": {
+                "sender": {"sender_id": {"open_id": "ou_bench"}, "sender_type": "user"},
+                "message": {
+                    "chat_type": "p2p",
+                    "message_type": "text",
+                    "content": json.dumps({"text": "hello"}),
+                },
+            },
+        }
+        body, headers, _ = build_request(app, complete_event(app, event, time.time()))
+        yield body, headers  # headers carry a unique X-Request-Id too
+
+
+def main() -> None:
+    env = harness.bench_env(
+        LARK_APP_ID=APP_ID,
+        LARK_APP_SECRET="bench-app-secret",
+        LARK_ENCRYPT_KEY=ENCRYPT_KEY,
+        LARK_VERIFICATION_TOKEN=VERIFICATION_TOKEN,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+    )
+    harness.recreate_database(env)
+    harness.manage(env, "shell", "-c", ENSURE_APP)
+    # Made ahead (the load generator shares the machine); more on the fly if they run out.
+    fresh = signed_events()
+    events = itertools.chain(list(itertools.islice(fresh, PREPARED_EVENTS)), fresh)
+
+    port = harness.free_port()
+    base = f"http://127.0.0.1:{port}"
+    gunicorn = [
+        sys.executable, "-m", "gunicorn", "bench.events_http:application()",
+        "--bind", f"127.0.0.1:{port}", "--workers", "4", "--threads", "4",
+        # Every worker is ready when the port opens; the steady state is the Dockerfile's.
+        "--preload", "--log-level", "warning",
+    ]  # fmt: skip
+
+    def poster(path: str) -> Callable[[aiohttp.ClientSession], Any]:
+        async def post(session: aiohttp.ClientSession) -> bool:
+            body, headers = next(events)
+            async with session.post(base + path, data=body, headers=headers) as response:
+                await response.read()
+                return response.status == 200
+
+        return post
+
+    targets = {
+        "reference: plain JSON view": poster("/bench/plain-json/"),
+        "floor: plain JSON + one insert": poster("/bench/dedupe-floor/"),
+        "/lark/events/: verify + dedupe": poster("/lark/events/"),
+    }
+    results: dict[str, list[harness.LoadResult]] = {name: [] for name in targets}
+    with harness.process(gunicorn, env, port):
+        # Interleaved rounds so all see the same machine state; the medians are reported.
+        for _ in range(ROUNDS):
+            for name, post in targets.items():
+                results[name].append(harness.load(post, clients=CLIENTS, seconds=SECONDS))
+
+    median = {
+        name: sorted(runs, key=lambda run: run.throughput)[ROUNDS // 2]
+        for name, runs in results.items()
+    }
+    reference, floor, ours = (median[name] for name in targets)
+    print(f"POST /lark/events/ (gunicorn 4x4, {CLIENTS} clients, median of {ROUNDS} rounds)")
+    for name, result in median.items():
+        print(result.line(name))
+    print(
+        f"throughput ratio {ours.throughput / reference.throughput:.2f}x the reference "
+        f"(target >= 0.70); {ours.throughput / floor.throughput:.2f}x the dedupe floor; "
+        f"{harness.manage(env, 'shell', '-c', COUNT_EVENTS).split()[-1]} event rows"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""One dispatcher for both channels (WebSocket and HTTP): each event acted on exactly once.
+
+Insert-first dedupe: the event's `ProcessedEvent` row is inserted in the same transaction
+as the handler's writes. A second delivery (Feishu's redelivery, the other channel,
+another listener) finds the unique `event_id` taken and is answered without acting; if it
+arrives while the first is still running, PostgreSQL makes its insert wait for the first
+transaction, so it never acts early. A handler that raises rolls the row back with its
+writes, and Feishu's redelivery is then handled afresh.
+
+Card updates happen inside the handler's services, after their own state change and
+before this transaction commits: a patch failure is logged by `card_update`, never
+undoes the state change, and only a failed commit (the redelivery then acts again) could
+leave a card ahead of the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from events_app import metrics, toasts
+from events_app.envelope import Event
+from events_app.handlers import card_actions, messages
+from larkauth.requestid import request_id_var
+from sessions_app.models import Application, ProcessedEvent
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Application, Event], toasts.Answer]
+
+HANDLERS: dict[str, Handler] = {
+    "card.action.trigger": card_actions.handle,
+    "im.message.receive_v1": messages.handle,
+}
+# What a duplicate delivery is answered with (an event without an entry: nothing).
+DUPLICATE_ANSWERS: dict[str, toasts.Answer] = {"card.action.trigger": toasts.ALREADY_HANDLED}
+
+
+def dispatch(app: Application, event: Event, channel: str) -> toasts.Answer:
+    """Act on the event once and return the channel's answer (a toast, or `{}`).
+
+    Raises whatever the handler raised; the event is then not marked handled.
+    """
+    handler = HANDLERS.get(event.event_type)
+    if handler is None:
+        metrics.EVENTS.labels("other", "ignored").inc()
+        return {}
+    token = request_id_var.set(event.event_id)
+    try:
+        with transaction.atomic():
+            if not _claim(event, channel):
+                metrics.EVENTS.labels(event.event_type, "duplicate").inc()
+                logger.info("Event %s (%s) already handled", event.event_id, event.event_type)
+                return DUPLICATE_ANSWERS.get(event.event_type, {})
+            answer = handler(app, event)
+    except Exception:
+        metrics.EVENTS.labels(event.event_type, "failed").inc()
+        logger.exception("Event %s (%s) failed", event.event_id, event.event_type)
+        raise
+    finally:
+        request_id_var.reset(token)
+    metrics.EVENTS.labels(event.event_type, "handled").inc()
+    return answer
+
+
+_TABLE = ProcessedEvent._meta.db_table
+_CLAIM_SQL = (
+    f"INSERT INTO {_TABLE} (event_id, event_type, channel, received_at)"  # noqa: S608 - constant
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _claim(event: Event, channel: str) -> bool:
+    """Insert the event's row; False when another delivery already did.
+
+    One statement: `ON CONFLICT DO NOTHING` spares the savepoint an `IntegrityError`
+    would need, and waits for a concurrent insert of the same id just like the unique
+    index does (PostgreSQL, SQLite ≥ 3.24).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            [event.event_id, event.event_type[:64], channel, timezone.now()],
+        )
+        return cursor.rowcount == 1

@@ -1,0 +1,177 @@
+"""`manage.py run_ws_listener` as a real process, the real lark-oapi client inside it, against
+the sandbox's long-connection server and the test database."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sessions_app.models import ProcessedEvent, SessionState, TokenEvent
+from tests.events.helpers import (
+    CONNECT_WAIT_MS,
+    card_title,
+    decline,
+    free_port,
+    open_card,
+    post,
+    scrape,
+    signed_request,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.mark.parametrize("frame_type", ["event", "card"])
+def test_it_declines_through_an_event_or_a_card_frame(lark, listener, frame_type):
+    # lark-oapi 1.7.5 alone drops `card` frames without an ack (tests/sandbox): the
+    # listener's client handles them like `event` frames.
+    session = open_card(lark, lark.sandbox.alice)
+
+    click = lark.sandbox.card_click(
+        session.open_id,
+        session.message_id,
+        {"action": "decline", "session_id": str(session.pk)},
+        channel="ws",
+        frame_type=frame_type,
+    )
+
+    assert click["ok"] is True, (click, listener.output()[-3000:])
+    assert click["toast"]["type"] == "success"
+    assert click["card_updated"] is False  # a toast only; the card is patched instead
+    [recorded] = lark.sandbox.ws_acks(message_id=click["ws_message_id"])
+    assert recorded["frame_type"] == frame_type
+    assert recorded["ack"]["code"] == 200
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
+    assert card_title(lark.sandbox, session.message_id).startswith("已拒绝")
+    assert TokenEvent.objects.get(session=session, kind="rejected").actor == (
+        f"user:{session.open_id}"
+    )
+    assert ProcessedEvent.objects.get().channel == "ws"
+
+
+def test_the_same_event_twice_and_on_both_channels_is_acted_on_once(lark, listener):
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session, event_id="ev-" + uuid.uuid4().hex)
+    app_id = lark.app.app_id
+
+    first = lark.sandbox.ws_push(app_id, event, wait_ack_ms=5000)
+    again = lark.sandbox.ws_push(app_id, event, frame_type="card", wait_ack_ms=5000)
+    body, headers, _ = signed_request(event)
+    over_http = post(lark.client, body, headers)
+
+    assert first["ack"]["data"]["toast"]["type"] == "success"
+    assert again["ack"]["code"] == 200
+    assert again["ack"]["data"]["toast"]["content"] == "已处理 · Already handled"
+    assert over_http.status_code == 200
+    assert over_http.json()["toast"]["content"] == "已处理 · Already handled"
+    assert TokenEvent.objects.filter(session=session, kind="rejected").count() == 1
+    assert len(lark.sandbox.calls(api="message_patch")) == 1
+    assert ProcessedEvent.objects.get().event_id == event["header"]["event_id"]
+
+
+def test_concurrent_deliveries_of_one_event_act_once(lark, listener):
+    # The listener handles frames in parallel threads: all but one wait on the unique
+    # insert of the first, then find it done.
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session, event_id="ev-" + uuid.uuid4().hex)
+
+    def push(_: int) -> dict:
+        return lark.sandbox.ws_push(lark.app.app_id, event, wait_ack_ms=5000)["ack"]
+
+    with ThreadPoolExecutor(6) as pool:
+        acks = list(pool.map(push, range(6)))
+
+    assert [ack["code"] for ack in acks] == [200] * 6
+    toasts = sorted(ack["data"]["toast"]["type"] for ack in acks)
+    assert toasts == ["info"] * 5 + ["success"]
+    assert TokenEvent.objects.filter(session=session, kind="rejected").count() == 1
+    assert len(lark.sandbox.calls(api="message_patch")) == 1
+
+
+def test_a_forwarded_card_clicked_by_someone_else_changes_nothing(lark, listener):
+    session = open_card(lark, lark.sandbox.alice)
+    lark.sandbox.clear_calls()
+
+    pushed = lark.sandbox.ws_push(
+        lark.app.app_id, decline(session, lark.sandbox.bob["open_id"]), wait_ack_ms=5000
+    )
+
+    assert pushed["ack"]["code"] == 200
+    toast = pushed["ack"]["data"]["toast"]
+    assert toast["type"] == "warning"
+    assert "Only the person this card was sent to" in toast["content"]
+    session.refresh_from_db()
+    assert session.state == SessionState.PENDING
+    assert lark.sandbox.calls(api="message_patch") == []
+    assert not TokenEvent.objects.filter(kind="rejected").exists()
+
+
+def test_after_a_dropped_connection_it_reconnects_and_handles_the_next_event(lark, start):
+    metrics_port = free_port()
+    listener = start("--metrics-port", str(metrics_port))
+    app_id = lark.app.app_id
+    [before] = lark.sandbox.ws_connections(app_id)
+    session = open_card(lark, lark.sandbox.alice)
+    up = {"app_id": app_id}
+    wait_for(lambda: scrape(metrics_port, "larkauth_websocket_connection_status", **up) == 1)
+
+    assert lark.sandbox.ws_drop(app_id) == 1
+    [after] = lark.sandbox.ws_connections(app_id, min_count=1, wait_ms=CONNECT_WAIT_MS)
+    pushed = lark.sandbox.ws_push(app_id, decline(session), wait_ack_ms=5000)
+
+    assert after["conn_id"] != before["conn_id"]
+    assert pushed["ack"]["code"] == 200
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
+    assert "Reconnecting cli_test_app" in listener.output()
+    assert scrape(metrics_port, "larkauth_websocket_reconnects_total", **up) == 1
+    assert scrape(metrics_port, "larkauth_websocket_connection_status", **up) == 1
+
+
+def test_sigterm_finishes_the_event_at_hand_and_exits_0(lark, listener):
+    session = open_card(lark, lark.sandbox.alice)
+    lark.sandbox.clear_calls()
+    # Feishu answers the card update slowly: SIGTERM arrives while the event is handled.
+    lark.sandbox.add_fault("message_patch", latency_ms=1500)
+
+    pushed = lark.sandbox.ws_push(lark.app.app_id, decline(session))
+    wait_for(lambda: lark.sandbox.calls(api="message_patch"), what="the card update")
+    returncode = listener.stop(signal.SIGTERM)
+
+    assert returncode == 0, listener.output()[-3000:]
+    [recorded] = lark.sandbox.ws_acks(message_id=pushed["message_id"])
+    assert recorded["ack"]["code"] == 200
+    assert recorded["ack"]["data"]["toast"]["type"] == "success"
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
+    assert lark.sandbox.ws_connections(lark.app.app_id) == []
+
+
+def test_it_exits_non_zero_when_reconnection_attempts_run_out(lark, start):
+    listener = start(WEBSOCKET_MAX_RECONNECT_RETRIES="2")
+    lark.sandbox.add_fault("ws_connect", code=1, times=-1)  # every handshake refused
+    lark.sandbox.clear_calls()
+
+    lark.sandbox.ws_drop(lark.app.app_id)
+    returncode = listener.process.wait(timeout=30)
+
+    assert returncode != 0
+    output = listener.output()
+    assert "Giving up on the long connection of cli_test_app after 2 reconnection attempts" in (
+        output
+    ), output[-3000:]
+    assert len(lark.sandbox.calls(api="ws_connect")) == 2
+
+
+def test_it_exits_non_zero_when_feishu_refuses_the_app(lark, start):
+    lark.sandbox.add_fault("ws_connect", code=1000040350)  # too many connections: final
+
+    listener = start(wait=False)
+
+    assert listener.process.wait(timeout=30) != 0
+    assert "Feishu refused the long connection of cli_test_app" in listener.output()

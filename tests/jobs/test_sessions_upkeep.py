@@ -1,0 +1,115 @@
+"""User-info sync, expiring stale cards, deleting old sessions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+from django.utils import timezone
+
+from sessions_app import tasks
+from sessions_app.models import SessionState, TokenEvent, UserAuthSession
+from sessions_app.services import auth_sessions_delete_old, users_sync_info
+from sessions_app.services.authorization import record_event
+from tests.factories import make_app, make_authorization, make_pending
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sync_updates_profiles_and_keeps_going_past_a_failing_user(lark) -> None:
+    alice, bob = lark.sandbox.alice, lark.sandbox.bob
+    stale = make_authorization(
+        lark.app, open_id=alice["open_id"], user_id="", user_name="Old Name", email=""
+    )
+    # First in the sync's order (by id), and unknown to the directory.
+    unknown = make_authorization(
+        lark.app, id=UUID(int=1), open_id="ou_" + "0" * 32, user_name="Gone"
+    )
+    make_authorization(
+        lark.app,
+        open_id=bob["open_id"],
+        user_id=bob["user_id"],
+        union_id=bob["union_id"],
+        user_name=bob["name"],
+        email=bob["email"],
+        mobile=bob["mobile"],
+    )
+    report = users_sync_info()
+
+    assert (report.checked, report.updated, report.failed) == (3, 2, 1)
+    stale.refresh_from_db()
+    assert (stale.user_name, stale.user_id, stale.email, stale.mobile) == (
+        alice["name"],
+        alice["user_id"],
+        alice["email"],
+        alice["mobile"],
+    )
+    unknown.refresh_from_db()
+    assert unknown.user_name == "Gone"
+    assert len(lark.sandbox.calls(api="contact_user")) == 3
+
+
+def test_sync_task_does_nothing_unless_enabled(lark, settings) -> None:
+    settings.USER_INFO_SYNC_ENABLED = False
+    make_authorization(lark.app, open_id=lark.sandbox.alice["open_id"], user_name="Old")
+    assert tasks.sync_user_info() == {"skipped": "USER_INFO_SYNC_ENABLED is off"}
+    assert lark.sandbox.calls(api="contact_user") == []
+    settings.USER_INFO_SYNC_ENABLED = True
+    assert tasks.sync_user_info() == {"checked": 1, "updated": 1, "failed": 0}
+
+
+def test_expiring_a_stale_card_patches_it_with_a_request_again_button(lark) -> None:
+    alice = lark.sandbox.alice
+    session = UserAuthSession.objects.get(pk=lark.open_card_session(alice["open_id"]))
+    UserAuthSession.objects.filter(pk=session.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert tasks.expire_pending_sessions() == 1
+
+    session.refresh_from_db()
+    assert session.state == SessionState.EXPIRED
+    card = lark.sandbox.message(session.message_id)
+    assert [entry["source"] for entry in card["history"]] == ["create", "patch"]
+    patched = str(card["content"])
+    assert "Expired" in patched
+    assert "request_again" in patched
+    assert tasks.expire_pending_sessions() == 0
+
+
+def _aged(session: UserAuthSession, days: int) -> UserAuthSession:
+    then = timezone.now() - timedelta(days=days)
+    UserAuthSession.objects.filter(pk=session.pk).update(created_at=then, updated_at=then)
+    return session
+
+
+def test_cleanup_deletes_old_sessions_and_keeps_authorizations_and_the_audit_log() -> None:
+    app = make_app()
+    kept = [
+        _aged(make_authorization(app), 400),
+        _aged(make_authorization(app, state=SessionState.NEEDS_REAUTH), 90),
+        _aged(make_pending(app, state=SessionState.REJECTED), 29),
+    ]
+    deleted = [
+        _aged(make_pending(app, state=state), 31)
+        for state in (
+            SessionState.PENDING,
+            SessionState.EXPIRED,
+            SessionState.REJECTED,
+            SessionState.FAILED,
+        )
+    ] + [
+        _aged(make_authorization(app, state=SessionState.REVOKED), 60),
+        _aged(make_authorization(app, state=SessionState.SUPERSEDED), 60),
+    ]
+    for session in deleted:
+        record_event(session, TokenEvent.Kind.CREATED)
+
+    assert auth_sessions_delete_old(retention_days=30, batch_size=2) == len(deleted)
+
+    assert set(UserAuthSession.objects.values_list("pk", flat=True)) == {s.pk for s in kept}
+    events = TokenEvent.objects.filter(kind="created")
+    assert events.count() == len(deleted)
+    assert all(event.session_id is None for event in events)
+    assert tasks.cleanup_auth_sessions() == 0
