@@ -20,7 +20,9 @@ run: export LARK_ENCRYPT_KEY ?= demo-encrypt-key
 run: export LARK_VERIFICATION_TOKEN ?= demo-verification-token
 run: export LARK_DOMAIN ?= http://127.0.0.1:8001
 run: export LARKAUTH_PUBLIC_URL ?= http://127.0.0.1:8000
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/metrics
 run: $(STAMP)
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
 	$(VENV)/bin/honcho -f Procfile.dev start
