@@ -118,13 +118,8 @@ def auth_request(
     _check_rate_limit(app, open_id, now)
     try:
         with transaction.atomic():
-            session = UserAuthSession.objects.create(
-                app=app,
-                open_id=open_id,
-                user_id=who.user_id,
-                email=who.email,
-                auth_method=method,
-                expires_at=now + timedelta(seconds=settings.AUTH_SESSION_EXPIRY_SECONDS),
+            session = _session_create(
+                app, open_id, user_id=who.user_id, email=who.email, method=method, now=now
             )
             record_event(session, TokenEvent.Kind.CREATED, actor, method=method)
     except IntegrityError:
@@ -139,6 +134,28 @@ def auth_request(
     if method == AuthMethod.CARD:
         card_send(session, actor=actor, reason=_reauth_reason(app, open_id))
     return AuthRequestResult(session=session, created=True)
+
+
+def _session_create(
+    app: Application,
+    open_id: str,
+    *,
+    user_id: str,
+    email: str,
+    method: str,
+    now: datetime,
+    message_id: str = "",
+) -> UserAuthSession:
+    """A pending session; IntegrityError when the user already has a pending card."""
+    return UserAuthSession.objects.create(
+        app=app,
+        open_id=open_id,
+        user_id=user_id,
+        email=email,
+        auth_method=method,
+        message_id=message_id,
+        expires_at=now + timedelta(seconds=settings.AUTH_SESSION_EXPIRY_SECONDS),
+    )
 
 
 def _card_sent_since_last_grant(
@@ -512,14 +529,14 @@ def auth_request_again(session_id: Any, operator_open_id: str, actor: str = "") 
         _check_rate_limit(app, open_id, now)
         try:
             with transaction.atomic():
-                session = UserAuthSession.objects.create(
-                    app=app,
-                    open_id=open_id,
+                session = _session_create(
+                    app,
+                    open_id,
                     user_id=old.user_id,
                     email=old.email,
-                    auth_method=AuthMethod.CARD,
+                    method=AuthMethod.CARD,
+                    now=now,
                     message_id=old.message_id,
-                    expires_at=now + timedelta(seconds=settings.AUTH_SESSION_EXPIRY_SECONDS),
                 )
         except IntegrityError:
             # A token request sent this user a card a moment ago.
