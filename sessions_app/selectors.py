@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from django.db.models import Q, QuerySet
 
 from sessions_app.models import Application, SessionState, UserAuthSession
@@ -23,8 +26,33 @@ TOKEN_READ_FIELDS = (
 )
 
 
+# Every API request names an application; rows change rarely. A change made in another
+# process shows here within this time (this process's own saves clear it at once).
+APPLICATION_CACHE_SECONDS = 10.0
+_applications: dict[str, tuple[float, Application]] = {}
+_applications_lock = threading.Lock()
+
+
 def application_get(app_id: str | None) -> Application:
     """The named active application; unnamed: the LARK_APP_ID one, else the only one."""
+    key = app_id or ""
+    now = time.monotonic()
+    with _applications_lock:
+        cached = _applications.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    app = _application_lookup(app_id)
+    with _applications_lock:
+        _applications[key] = (now + APPLICATION_CACHE_SECONDS, app)
+    return app
+
+
+def applications_forget() -> None:
+    with _applications_lock:
+        _applications.clear()
+
+
+def _application_lookup(app_id: str | None) -> Application:
     from sessions_app.services.applications import application_ensure_default
 
     if app_id:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
 
 
@@ -23,3 +23,11 @@ def create_default_beat_schedules(sender: AppConfig, using: str = "default", **k
     from sessions_app.services.schedules import beat_schedules_ensure
 
     beat_schedules_ensure(using=using)
+
+
+@receiver(post_save, sender="sessions_app.Application")
+@receiver(post_delete, sender="sessions_app.Application")
+def forget_cached_applications(**kwargs: Any) -> None:
+    from sessions_app.selectors import applications_forget
+
+    applications_forget()
