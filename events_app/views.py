@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -21,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt
 def lark_events(request: HttpRequest) -> JsonResponse:
+    if not settings.WEBSOCKET_FALLBACK_TO_HTTP:
+        # A deployment that takes events only over the long connection exposes no endpoint.
+        return _error(404, "http_events_disabled", "Events are received over the long connection.")
     if request.method != "POST":
         response = _error(405, "method_not_allowed", "POST only.")
         response["Allow"] = "POST"

@@ -306,3 +306,14 @@ def test_a_click_in_the_sandbox_reaches_the_view_over_http(lark, live_server, mo
     session.refresh_from_db()
     assert session.state == SessionState.REJECTED
     assert card_title(lark.sandbox, session.message_id).startswith("已拒绝")
+
+
+def test_the_endpoint_is_off_when_http_fallback_is_disabled(lark, settings):
+    settings.WEBSOCKET_FALLBACK_TO_HTTP = False
+    session = open_card(lark, lark.sandbox.alice)
+    body, headers, _ = signed_request(decline(session))
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (404, "http_events_disabled")
+    _assert_untouched(session)
