@@ -256,6 +256,3 @@ class ServiceClient(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "service client"
         verbose_name_plural = "service clients"
-
-    def may_use(self, app: Application) -> bool:
-        return self.applications.filter(pk=app.pk).exists()

@@ -7,7 +7,7 @@ import time
 
 from django.db.models import Q, QuerySet
 
-from sessions_app.models import Application, SessionState, UserAuthSession
+from sessions_app.models import Application, AuthMethod, SessionState, UserAuthSession
 
 SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 # What handing out a token reads; the refresh path re-reads the whole row under its lock.
@@ -90,7 +90,8 @@ def authorizations_list(app: Application) -> QuerySet[UserAuthSession]:
     ).order_by("user_name", "open_id")
 
 
-def pending_session_get(app: Application, open_id: str) -> UserAuthSession | None:
+def pending_card_get(app: Application, open_id: str) -> UserAuthSession | None:
+    """The user's open card session (at most one: uq_auth_session_one_pending_card)."""
     return UserAuthSession.objects.filter(
-        app=app, open_id=open_id, state=SessionState.PENDING
+        app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
     ).first()

@@ -58,11 +58,6 @@ def _verify(key: str) -> Caller:
     return caller
 
 
-def forget_verified_keys() -> None:
-    with _lock:
-        _verified.clear()
-
-
 class HasServiceKey:
     """`Authorization: Api-Key <key>` of a live ServiceClient; sets `request.caller`."""
 

@@ -27,7 +27,7 @@ from larkauth.errors import (
     UnknownUserError,
 )
 from larkauth.feishu import pkce
-from sessions_app import metrics
+from sessions_app import metrics, selectors
 from sessions_app.feishu import client_for
 from sessions_app.models import (
     Application,
@@ -105,9 +105,7 @@ def auth_request(
 
     sessions_expire_stale(app=app, open_id=open_id)
     if method == AuthMethod.CARD:
-        pending = UserAuthSession.objects.filter(
-            app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
-        ).first()
+        pending = selectors.pending_card_get(app, open_id)
         if pending is not None:
             return AuthRequestResult(session=pending, created=False)
         if prompted:
@@ -124,9 +122,7 @@ def auth_request(
             record_event(session, TokenEvent.Kind.CREATED, actor, method=method)
     except IntegrityError:
         # Another process opened the card session for this user a moment ago: use it.
-        pending = UserAuthSession.objects.filter(
-            app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
-        ).first()
+        pending = selectors.pending_card_get(app, open_id)
         if pending is None:
             raise
         return AuthRequestResult(session=pending, created=False)
@@ -519,9 +515,7 @@ def auth_request_again(session_id: Any, operator_open_id: str, actor: str = "") 
             app=app, open_id=open_id, state=SessionState.COMPLETED
         ).exists():
             raise AuthFlowError("already_authorized", old)
-        pending = UserAuthSession.objects.filter(
-            app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
-        ).first()
+        pending = selectors.pending_card_get(app, open_id)
         if pending is not None:
             same_card = pending.message_id == old.message_id
             raise AuthFlowError("already_requested" if same_card else "pending_elsewhere", old)
