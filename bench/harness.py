@@ -95,11 +95,15 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[subproc
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int = 4, port: int = 0) -> Iterator[str]:
+def gunicorn(
+    env: dict[str, str], workers: int = 4, port: int = 0, threads: int = 1
+) -> Iterator[str]:
     port = port or free_port()
     args = [
         sys.executable, "-m", "gunicorn", "config.wsgi",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        # Every worker is ready when the port opens: no round measures a worker booting.
+        "--preload", "--log-level", "warning",
     ]  # fmt: skip
     with process(args, env, port):
         yield f"http://127.0.0.1:{port}"

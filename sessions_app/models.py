@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
 from sessions_app.encryption import EncryptedTextField
@@ -223,7 +224,8 @@ class TokenEvent(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     actor = models.CharField(max_length=128, blank=True, default="")
     detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When it happened: token hand-outs are written in batches, later (services/audit.py).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -43,3 +43,8 @@ def cleanup_auth_sessions() -> int:
 @shared_task(acks_late=True, soft_time_limit=540, time_limit=600)
 def check_refresh_token_expiry() -> dict[str, Any]:
     return services.refresh_token_expiry_check().as_dict()
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
+def flush_token_audit() -> int:
+    return services.token_audit_flush()

@@ -2,6 +2,7 @@
 adapters over these functions."""
 
 from sessions_app.services.applications import application_ensure_default
+from sessions_app.services.audit import token_audit_flush
 from sessions_app.services.authorization import (
     AuthRequestResult,
     UserRef,
@@ -53,6 +54,7 @@ __all__ = [
     "session_expire",
     "sessions_expire_all_stale",
     "sessions_expire_stale",
+    "token_audit_flush",
     "token_issue",
     "token_refresh",
     "tokens_refresh_expiring",

@@ -27,7 +27,7 @@ TASK_PREFIX = "sessions_app.tasks."
 class DefaultSchedule:
     name: str  # the PeriodicTask's name, also the task's short name
     description: str
-    every_minutes: int = 0  # an interval schedule, or
+    every_seconds: int = 0  # an interval schedule, or
     cron: str = ""  # "minute hour day-of-month month day-of-week" in TIME_ZONE
     # A run that waited longer than this in the queue (workers down) is dropped: the next one
     # does the same work.
@@ -43,19 +43,25 @@ def default_schedules() -> list[DefaultSchedule]:
         DefaultSchedule(
             "refresh_expiring_tokens",
             "Keep-alive and warm refresh of user access tokens.",
-            every_minutes=5,
+            every_seconds=5 * 60,
             expire_seconds=5 * 60,
         ),
         DefaultSchedule(
             "expire_pending_sessions",
             "Pending authorization cards past their time: expired, card updated.",
-            every_minutes=1,
+            every_seconds=60,
             expire_seconds=60,
+        ),
+        DefaultSchedule(
+            "flush_token_audit",
+            "Write the audit rows of tokens handed out, buffered in Redis, into the audit log.",
+            every_seconds=10,
+            expire_seconds=10,
         ),
         DefaultSchedule(
             "cleanup_auth_sessions",
             "Delete sessions older than AUTH_SESSION_RETENTION_DAYS (authorizations stay).",
-            every_minutes=60,
+            every_seconds=60 * 60,
             expire_seconds=60 * 60,
         ),
         DefaultSchedule(
@@ -102,12 +108,12 @@ def beat_schedules_ensure(using: str = "default") -> list[str]:
 
 
 def _when(schedule: DefaultSchedule, using: str) -> dict[str, object]:
-    if schedule.every_minutes:
-        interval = IntervalSchedule.objects.using(using).filter(
-            every=schedule.every_minutes, period=IntervalSchedule.MINUTES
-        ).first() or IntervalSchedule.objects.using(using).create(
-            every=schedule.every_minutes, period=IntervalSchedule.MINUTES
-        )
+    if schedule.every_seconds:
+        every = {"every": schedule.every_seconds, "period": IntervalSchedule.SECONDS}
+        if schedule.every_seconds % 60 == 0:
+            every = {"every": schedule.every_seconds // 60, "period": IntervalSchedule.MINUTES}
+        intervals = IntervalSchedule.objects.using(using)
+        interval = intervals.filter(**every).first() or intervals.create(**every)
         return {"interval": interval}
     minute, hour, day_of_month, month_of_year, day_of_week = schedule.cron.split()
     fields = {

@@ -21,6 +21,7 @@ from larkauth.feishu import UserToken
 from sessions_app import metrics, selectors
 from sessions_app.feishu import client_for
 from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
+from sessions_app.services import audit
 from sessions_app.services.authorization import record_event
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def token_issue(
     actor: str = "",
 ) -> ActiveToken:
     """A valid access token for the user, refreshed first when it is expiring."""
-    who = selectors.user_filter(open_id=open_id, user_id=user_id, email=email)
-    session = selectors.authorization_get(app, who)
+    session = selectors.authorization_get(app, open_id=open_id, user_id=user_id, email=email)
     if session is None or session.state != SessionState.COMPLETED:
         metrics.TOKEN_REQUESTS.labels("authorization_required").inc()
         raise AuthenticationRequiredError(
@@ -98,7 +98,7 @@ def token_issue(
 
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
         UserAuthSession.objects.filter(pk=session.pk).update(last_used_at=now)
-    record_event(session, TokenEvent.Kind.TOKEN_ISSUED, actor)
+    audit.token_issued(session, actor)
     metrics.TOKEN_REQUESTS.labels(result).inc()
     assert session.access_token is not None
     assert session.token_expires_at is not None

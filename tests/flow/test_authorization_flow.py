@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from larkauth.feishu import FeishuClient
+from sessions_app import services
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +47,7 @@ def test_a_user_authorizes_from_the_card_and_the_service_gets_a_token(lark) -> N
     feishu = FeishuClient("cli_test_app", "test-app-secret", domain=lark.sandbox.url)
     assert feishu.get_user_info(body["access_token"]).open_id == alice["open_id"]
 
+    services.token_audit_flush()  # hand-outs reach the audit log in batches
     kinds = list(TokenEvent.objects.order_by("created_at").values_list("kind", flat=True))
     assert kinds == ["created", "card_sent", "completed", "token_issued"]
     assert TokenEvent.objects.get(kind="token_issued").actor.endswith("test-service")

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 EXPECTED = {
     "refresh_expiring_tokens": "every 5 minutes",
     "expire_pending_sessions": "every minute",
+    "flush_token_audit": "every 10 seconds",
     "cleanup_auth_sessions": "every 60 minutes",
     "check_refresh_token_expiry": "0 9,21 * * * (m/h/dM/MY/d) Asia/Shanghai",
     "sync_user_info": "30 3 * * * (m/h/dM/MY/d) Asia/Shanghai",

@@ -1,0 +1,165 @@
+"""The audit row of every token handed out, written in batches.
+
+Each hand-out gets its own `TokenEvent` (which key got which user's token, never the token),
+but one INSERT and commit per token request cost more than the rest of the request
+(bench/token_api.py). So a hand-out is appended to a Redis list and `token_audit_flush`
+(Celery beat, every few seconds) writes the list into `TokenEvent` one batch per INSERT,
+each row with the time of its hand-out.
+
+Exactly once: a flush claims a batch by moving it, under a fresh batch id, into an in-flight
+list (atomically, in Redis), and records that id in `ProcessedEvent` in the transaction that
+inserts the rows. A flush that dies half-way leaves the in-flight batch for the next one,
+which finishes it, or skips it if its rows were already committed.
+
+Without Redis (development) or while Redis is unreachable, the row is written at once, like
+every state change. Rows still in Redis are lost if Redis itself loses its data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from sessions_app.models import ProcessedEvent, TokenEvent, UserAuthSession
+
+logger = logging.getLogger(__name__)
+
+FLUSH_BATCH = 2000
+REDIS_RETRY_SECONDS = 15.0
+
+# Moves up to ARGV[1] entries from the queue to the in-flight list, headed by the batch id
+# ARGV[2]; an unfinished in-flight batch is returned first. Returns the batch id, or nil.
+_CLAIM = """
+local inflight = redis.call('LINDEX', KEYS[2], 0)
+if inflight then return inflight end
+local entries = redis.call('LRANGE', KEYS[1], 0, ARGV[1] - 1)
+if #entries == 0 then return false end
+redis.call('LTRIM', KEYS[1], #entries, -1)
+redis.call('RPUSH', KEYS[2], ARGV[2], unpack(entries))
+return ARGV[2]
+"""
+# Drops the in-flight list only if it still holds batch ARGV[1].
+_RELEASE = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._down_until = 0.0
+
+    def client(self) -> redis.Redis | None:
+        if not settings.REDIS_URL or time.monotonic() < self._down_until:
+            return None
+        with self._lock:
+            if self._client is None:
+                self._client = redis.Redis.from_url(
+                    settings.REDIS_URL,
+                    socket_connect_timeout=0.5,
+                    socket_timeout=0.5,
+                    retry=Retry(NoBackoff(), 0),
+                )
+            return self._client
+
+    def failed(self, exc: redis.RedisError) -> None:
+        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        logger.warning(
+            "Redis is unreachable (%s): token audit rows are written directly for %g s",
+            type(exc).__name__,
+            REDIS_RETRY_SECONDS,
+        )
+
+    @staticmethod
+    def keys() -> tuple[str, str]:
+        # Named after the database, so two deployments sharing a Redis never swap rows.
+        queue = f"larkauth:{connection.settings_dict['NAME']}:audit:token_issued"
+        return queue, queue + ":inflight"
+
+
+_buffer = _Buffer()
+
+
+def token_issued(session: UserAuthSession, actor: str) -> None:
+    """Audit one token handed out: buffered in Redis, or written now without it."""
+    entry = [str(session.pk), session.app_id, session.open_id, actor, time.time()]
+    client = _buffer.client()
+    if client is not None:
+        try:
+            client.rpush(_buffer.keys()[0], json.dumps(entry))
+        except redis.RedisError as exc:
+            _buffer.failed(exc)
+        else:
+            return
+    _write([entry])
+
+
+def token_audit_flush(batch: int = FLUSH_BATCH) -> int:
+    """Write the buffered hand-outs into `TokenEvent`; returns how many rows were written."""
+    client = _buffer.client()
+    if client is None:
+        return 0
+    queue, inflight = _buffer.keys()
+    claim, release = client.register_script(_CLAIM), client.register_script(_RELEASE)
+    written = 0
+    while True:
+        batch_id = claim(keys=[queue, inflight], args=[batch, uuid.uuid4().hex])
+        if batch_id is None:
+            return written
+        entries = [json.loads(raw) for raw in client.lrange(inflight, 1, -1)]
+        with transaction.atomic():
+            if _batch_claimed(batch_id.decode()):
+                written += _write(entries)
+        release(keys=[inflight], args=[batch_id])
+
+
+def _batch_claimed(batch_id: str) -> bool:
+    """Record the batch as written (in the caller's transaction); False if it already was."""
+    table = ProcessedEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (event_id, event_type, channel, received_at)"  # noqa: S608
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+            [f"audit:{batch_id}", "token_audit_batch", "audit", timezone.now()],
+        )
+        return cursor.rowcount == 1
+
+
+def _write(entries: list[list[Any]]) -> int:
+    """Insert the rows of hand-outs whose authorization still exists.
+
+    A hand-out whose authorization was deleted before the flush is dropped with it: session
+    ids are UUIDs, so this also drops anything left in Redis by an earlier database of the
+    same name.
+    """
+    session_pks = {entry[0] for entry in entries}
+    found = UserAuthSession.objects.filter(pk__in=session_pks).values_list("pk", flat=True)
+    sessions = {str(pk) for pk in found}
+    rows = [
+        TokenEvent(
+            session_id=session_pk,
+            app_id=app_pk,
+            open_id=open_id,
+            kind=TokenEvent.Kind.TOKEN_ISSUED,
+            actor=actor,
+            created_at=datetime.fromtimestamp(at, tz=UTC),
+        )
+        for session_pk, app_pk, open_id, actor, at in entries
+        if session_pk in sessions
+    ]
+    TokenEvent.objects.bulk_create(rows)
+    return len(rows)
