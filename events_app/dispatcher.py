@@ -1,6 +1,8 @@
 """One dispatcher for both channels (WebSocket and HTTP): each event acted on exactly once.
 
-Insert-first dedupe: the event's `ProcessedEvent` row is inserted in the same transaction
+Only events a handler acts on are claimed: an event it has nothing to do with (most of a
+bot's messages) is answered without touching the database, as there is nothing it could do
+twice. Insert-first dedupe: the event's `ProcessedEvent` row is inserted in the same transaction
 as the handler's writes. A second delivery (Feishu's redelivery, the other channel,
 another listener) finds the unique `event_id` taken and is answered without acting; if it
 arrives while the first is still running, PostgreSQL makes its insert wait for the first
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -31,9 +34,16 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Application, Event], toasts.Answer]
 
-HANDLERS: dict[str, Handler] = {
-    "card.action.trigger": card_actions.handle,
-    "im.message.receive_v1": messages.handle,
+
+@dataclass(frozen=True)
+class Route:
+    acts_on: Callable[[Event], bool]  # cheap, no I/O: is this event one to act on?
+    handle: Handler
+
+
+HANDLERS: dict[str, Route] = {
+    "card.action.trigger": Route(card_actions.acts_on, card_actions.handle),
+    "im.message.receive_v1": Route(messages.acts_on, messages.handle),
 }
 # What a duplicate delivery is answered with (an event without an entry: nothing).
 DUPLICATE_ANSWERS: dict[str, toasts.Answer] = {"card.action.trigger": toasts.ALREADY_HANDLED}
@@ -44,9 +54,9 @@ def dispatch(app: Application, event: Event, channel: str) -> toasts.Answer:
 
     Raises whatever the handler raised; the event is then not marked handled.
     """
-    handler = HANDLERS.get(event.event_type)
-    if handler is None:
-        metrics.EVENTS.labels("other", "ignored").inc()
+    route = HANDLERS.get(event.event_type)
+    if route is None or not route.acts_on(event):
+        metrics.EVENTS.labels(event.event_type if route else "other", "ignored").inc()
         return {}
     token = request_id_var.set(event.event_id)
     try:
@@ -55,7 +65,7 @@ def dispatch(app: Application, event: Event, channel: str) -> toasts.Answer:
                 metrics.EVENTS.labels(event.event_type, "duplicate").inc()
                 logger.info("Event %s (%s) already handled", event.event_id, event.event_type)
                 return DUPLICATE_ANSWERS.get(event.event_type, {})
-            answer = handler(app, event)
+            answer = route.handle(app, event)
     except Exception:
         metrics.EVENTS.labels(event.event_type, "failed").inc()
         logger.exception("Event %s (%s) failed", event.event_id, event.event_type)

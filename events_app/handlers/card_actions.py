@@ -23,6 +23,11 @@ DECLINE = "decline"
 REQUEST_AGAIN = "request_again"
 
 
+def acts_on(event: Event) -> bool:
+    """Every click is answered with a toast, and may change a session: all are claimed."""
+    return True
+
+
 def handle(app: Application, event: Event) -> toasts.Answer:
     value = _action_value(event.body)
     action = value.get("action")

@@ -18,13 +18,20 @@ from sessions_app.models import Application
 AUTHORIZE_WORDS = frozenset({"authorize", "授权"})
 
 
+def acts_on(event: Event) -> bool:
+    """A user's "authorize" in a p2p chat with the bot; every other message is ignored."""
+    message = event.body.get("message")
+    if not _sender_open_id(event.body) or not isinstance(message, dict):
+        return False
+    return (
+        message.get("chat_type") == "p2p"
+        and message.get("message_type") == "text"
+        and is_authorize(message.get("content"))
+    )
+
+
 def handle(app: Application, event: Event) -> toasts.Answer:
     open_id = _sender_open_id(event.body)
-    message = event.body.get("message")
-    if not open_id or not isinstance(message, dict) or message.get("chat_type") != "p2p":
-        return {}
-    if message.get("message_type") != "text" or not is_authorize(message.get("content")):
-        return {}
     tasks.authorization_request_from_message.delay(app.app_id, open_id, event.event_id)
     return {}
 

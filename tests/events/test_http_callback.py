@@ -241,6 +241,18 @@ def test_other_messages_send_nothing(lark, eager_celery, text, chat_type):
     assert post(lark.client, body, headers).status_code == 200
     assert lark.sandbox.messages(open_id=alice["open_id"]) == []
     assert not UserAuthSession.objects.exists()
+    assert ProcessedEvent.objects.count() == 0  # nothing to do twice: no dedupe row written
+
+
+def test_a_redelivered_authorize_message_is_acted_on_once(lark, eager_celery):
+    alice = lark.sandbox.alice
+    body, headers, _ = signed_request(message(alice["open_id"], "authorize"))
+    for _ in range(2):
+        assert post(lark.client, body, headers).status_code == 200
+
+    assert ProcessedEvent.objects.count() == 1
+    assert TokenEvent.objects.filter(kind="created").count() == 1
+    assert len(lark.sandbox.messages(open_id=alice["open_id"])) == 1
 
 
 def test_asking_again_keeps_the_pending_card(lark, eager_celery):
