@@ -28,6 +28,7 @@ class ReauthReason(enum.StrEnum):
 
     EXPIRED = "expired"
     REVOKED = "revoked"
+    ENDING = "ending"  # still valid, but ends within days: authorize again to keep it
 
 
 _REAUTH_TEXT = {
@@ -38,6 +39,11 @@ _REAUTH_TEXT = {
     ReauthReason.REVOKED: (
         "你的授权已被撤销，请重新授权。",
         "Your authorization was revoked. Please authorize again.",
+    ),
+    ReauthReason.ENDING: (
+        "你的授权将在几天内到期。请重新授权，以免依赖它的服务中断。",
+        "Your authorization ends within days. Authorize again so the services that rely on "
+        "it keep working.",
     ),
 }
 

@@ -86,9 +86,13 @@ def auth_request(
     method: str = AuthMethod.CARD,
     force: bool = False,
     prompted: bool = False,
+    reason: cards.ReauthReason | None = None,
     actor: str = "",
 ) -> AuthRequestResult:
     """Open an authorization session for a user, or return what already exists.
+
+    The card says why it is sent: `reason`, else what happened to the user's last
+    authorization (expired, revoked), else it is a first request.
 
     Already authorized (and not `force`): the authorization. A pending card session: that
     one, no second card. `prompted` (a token request asked for a card): at most one card per
@@ -128,7 +132,7 @@ def auth_request(
         return AuthRequestResult(session=pending, created=False)
 
     if method == AuthMethod.CARD:
-        card_send(session, actor=actor, reason=_reauth_reason(app, open_id))
+        card_send(session, actor=actor, reason=reason or _reauth_reason(app, open_id))
     return AuthRequestResult(session=session, created=True)
 
 

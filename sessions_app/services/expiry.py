@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from larkauth.cards import ReauthReason
 from larkauth.errors import LarkauthError
 from sessions_app.feishu import client_for
 from sessions_app.models import Application, SessionState, UserAuthSession
@@ -282,7 +283,13 @@ def _send_reauth_card(app: Application, ending: Ending) -> bool:
     """A pending card the user already has counts: the unique pending-card constraint
     lets `auth_request` return it instead of sending a second one."""
     try:
-        auth_request(app, UserRef(open_id=ending.session.open_id), force=True, actor="expiry")
+        auth_request(
+            app,
+            UserRef(open_id=ending.session.open_id),
+            force=True,
+            reason=ReauthReason.ENDING,
+            actor="expiry",
+        )
     except LarkauthError as exc:
         logger.warning("Re-authorization card to %s not sent: %s", ending.session.open_id, exc)
         return False

@@ -104,7 +104,11 @@ def test_description_says_how_long_the_request_is_valid():
 
 @pytest.mark.parametrize(
     ("reason", "english"),
-    [(cards.ReauthReason.EXPIRED, "has expired"), (cards.ReauthReason.REVOKED, "was revoked")],
+    [
+        (cards.ReauthReason.EXPIRED, "has expired"),
+        (cards.ReauthReason.REVOKED, "was revoked"),
+        (cards.ReauthReason.ENDING, "ends within days"),
+    ],
 )
 def test_reauthorization_variant_says_why(reason: cards.ReauthReason, english: str):
     card = cards.authorization_request(SESSION, start_url=START_URL, reason=reason)

@@ -79,8 +79,9 @@ def test_admins_are_warned_at_7_days_3_days_and_on_expiry_each_once(lark) -> Non
     assert "3 天内结束 · Ending within 3 days" in digests[1]
     assert "已结束 · Ended" in digests[2]
     assert all(alice["open_id"] in digest and "365-day limit" in digest for digest in digests)
-    # One re-authorization card for alice, sent at the first warning.
-    assert len(lark.sandbox.messages(open_id=alice["open_id"])) == 1
+    # One re-authorization card for alice, sent at the first warning, saying why.
+    [card] = lark.sandbox.messages(open_id=alice["open_id"])
+    assert "Your authorization ends within days" in str(card["content"])
     authorization.refresh_from_db()
     assert authorization.expiry_warnings_sent == ["7d", "reauth_card", "3d", "expired"]
 
