@@ -240,6 +240,9 @@ USER_INFO_SYNC_SCHEDULE = env_str("USER_INFO_SYNC_SCHEDULE", "0 2 * * *")
 WEBSOCKET_MAX_RECONNECT_RETRIES = env_int("WEBSOCKET_MAX_RECONNECT_RETRIES", 10)
 WEBSOCKET_HEARTBEAT_INTERVAL = env_int("WEBSOCKET_HEARTBEAT_INTERVAL", 30)
 WEBSOCKET_FALLBACK_TO_HTTP = env_bool("WEBSOCKET_FALLBACK_TO_HTTP", True)
+# How often a listener serving every active application looks for added, changed or
+# deactivated ones.
+WEBSOCKET_APPS_RESCAN_SECONDS = env_int("WEBSOCKET_APPS_RESCAN_SECONDS", 30)
 
 # --- REST API ----------------------------------------------------------------------------
 

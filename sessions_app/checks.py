@@ -32,6 +32,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         "AUTH_REQUEST_RATE_LIMIT",
         "AUTH_SESSION_RETENTION_DAYS",
         "FEISHU_RATE_LIMIT_PER_SECOND",
+        "WEBSOCKET_APPS_RESCAN_SECONDS",
     ):
         if getattr(settings, name) <= 0:
             errors.append(

@@ -5,6 +5,10 @@ lark-oapi binds its client code to one module-level asyncio loop: clients share 
 and their handlers share one small thread pool. Several listener processes may run at
 once (Feishu sends each event to one connection; the dispatcher's dedupe covers the rest).
 
+Started without `--app`, it follows the applications table: every
+WEBSOCKET_APPS_RESCAN_SECONDS it connects applications added or re-activated, reconnects
+those whose id, secret or domain changed, and closes those deactivated or deleted.
+
 If one application's connection cannot be restored, the whole process stops with a
 non-zero status, so the supervisor restarts it and the operator sees it. SIGTERM and
 SIGINT stop it cleanly: frames being handled finish and are acknowledged, then exit 0.
@@ -13,10 +17,13 @@ SIGINT stop it cleanly: frames being handled finish and are acknowledged, then e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 
 import lark_oapi.ws.client as sdk
@@ -42,12 +49,13 @@ class ListenerFailed(Exception):
     """A connection was given up on; the message says which and why."""
 
 
-def run(apps: list[Application]) -> None:
-    """Serve until SIGTERM/SIGINT. Raises `ListenerFailed` when a connection is given up."""
+def run(apps: list[Application], *, follow: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; `follow`: keep to the active applications as they change.
+    Raises `ListenerFailed` when a connection is given up."""
     loop = sdk.loop
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(apps))
+        loop.run_until_complete(_serve(apps, follow))
     finally:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.mark_process_dead(os.getpid())
@@ -73,25 +81,88 @@ def handle_payload(app: Application, payload: bytes) -> toasts.Answer:
         close_old_connections()
 
 
-async def _serve(apps: list[Application]) -> None:
+@dataclass
+class _Connection:
+    app_id: str
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+def _identity(app: Application) -> tuple[str, ...]:
+    """What a connection is made from: a change to any of it needs a new connection."""
+    secret = hashlib.sha256(app.app_secret.encode()).hexdigest()
+    return (app.app_id, secret, app.api_base_url)
+
+
+def _active_applications() -> list[Application]:
+    close_old_connections()
+    try:
+        return list(Application.objects.filter(is_active=True).order_by("app_id"))
+    finally:
+        close_old_connections()
+
+
+async def _serve(apps: list[Application], follow: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
     executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="ws-handler")
-    runs = {asyncio.create_task(_client(app, executor).run(stop)): app.app_id for app in apps}
+    connections: dict[tuple[str, ...], _Connection] = {}
+
+    def connect(app: Application) -> None:
+        own_stop = asyncio.Event()
+        task = asyncio.create_task(_client(app, executor).run(own_stop))
+        connections[_identity(app)] = _Connection(app.app_id, own_stop, task)
+
+    for app in apps:
+        connect(app)
+    stopped = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [task for task in done if task.exception() is not None]
-        if failed:
-            stop.set()
-            await asyncio.wait(runs)
-            raise ListenerFailed("; ".join(_failure(runs[task], task) for task in failed))
+        while not stop.is_set():
+            tasks = {connection.task for connection in connections.values()}
+            timeout = settings.WEBSOCKET_APPS_RESCAN_SECONDS if follow else None
+            await asyncio.wait(
+                tasks | {stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            failed = [c for c in connections.values() if c.task.done() and c.task.exception()]
+            if failed:
+                raise ListenerFailed("; ".join(_failure(c.app_id, c.task) for c in failed))
+            for identity in [i for i, c in connections.items() if c.task.done()]:
+                connections.pop(identity)  # ended without being asked: reopened on follow
+            if not connections and not follow:
+                break
+            if follow and not stop.is_set():
+                current = await loop.run_in_executor(executor, _active_applications)
+                await _follow(connections, {_identity(app): app for app in current}, connect)
     finally:
+        for connection in connections.values():
+            connection.stop.set()
+        stop.set()
+        await asyncio.wait([c.task for c in connections.values()] + [stopped])
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         executor.shutdown(wait=True)
     logger.info("Listener stopped")
+
+
+async def _follow(
+    connections: dict[tuple[str, ...], _Connection],
+    wanted: dict[tuple[str, ...], Application],
+    connect: Callable[[Application], None],
+) -> None:
+    """Close the connections no longer wanted (after their frames at hand), open new ones."""
+    gone = [identity for identity in connections if identity not in wanted]
+    for identity in gone:
+        connections[identity].stop.set()
+    if gone:
+        await asyncio.wait([connections[identity].task for identity in gone])
+    for identity in gone:
+        logger.info("Closed the long connection of %s", connections.pop(identity).app_id)
+    for identity, app in wanted.items():
+        if identity not in connections:
+            logger.info("Opening a long connection for %s", app.app_id)
+            connect(app)
 
 
 def _client(app: Application, executor: ThreadPoolExecutor) -> ListenerClient:

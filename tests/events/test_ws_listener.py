@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sessions_app.models import ProcessedEvent, SessionState, TokenEvent
+from sessions_app.models import Application, ProcessedEvent, SessionState, TokenEvent
 from tests.events.helpers import (
     CONNECT_WAIT_MS,
+    card_action,
     card_title,
     decline,
     free_port,
@@ -175,3 +176,28 @@ def test_it_exits_non_zero_when_feishu_refuses_the_app(lark, start):
 
     assert listener.process.wait(timeout=30) != 0
     assert "Feishu refused the long connection of cli_test_app" in listener.output()
+
+
+def test_it_follows_applications_added_and_deactivated_in_admin(lark, start):
+    listener = start(WEBSOCKET_APPS_RESCAN_SECONDS="1")
+    lark.sandbox.add_app("cli_second_app", "second-app-secret")
+    Application.objects.create(app_id="cli_second_app", app_secret="second-app-secret")
+
+    # Connected without a restart, and its events are handled.
+    connected = lark.sandbox.ws_connections("cli_second_app", min_count=1, wait_ms=CONNECT_WAIT_MS)
+    assert len(connected) == 1, listener.output()[-3000:]
+    event_id = "ev-" + uuid.uuid4().hex
+    click = card_action("ou_someone", {"action": "decline", "session_id": str(uuid.uuid4())})
+    click["header"]["event_id"] = event_id
+    pushed = lark.sandbox.ws_push("cli_second_app", click, wait_ack_ms=5000)
+    assert pushed["ack"]["code"] == 200, listener.output()[-3000:]
+    assert ProcessedEvent.objects.get(event_id=event_id).channel == "ws"
+
+    # Deactivated: its connection is closed, the other one stays.
+    Application.objects.filter(pk=lark.app.pk).update(is_active=False)
+    wait_for(
+        lambda: lark.sandbox.ws_connections(lark.app.app_id) == [],
+        what="the deactivated application's connection to close",
+    )
+    assert len(lark.sandbox.ws_connections("cli_second_app")) == 1
+    assert listener.process.poll() is None

@@ -52,7 +52,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Listening for {', '.join(app.app_id for app in apps)}")
         self.stdout.flush()
         try:
-            listener.run(apps)
+            listener.run(apps, follow=not options["app"])
         except listener.ListenerFailed as exc:
             logger.error("%s", exc)
             raise SystemExit(1) from exc
