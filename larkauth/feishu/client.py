@@ -38,7 +38,7 @@ from lark_oapi.core.exception import (
 
 from larkauth import cards
 from larkauth.errors import APP_CREDENTIAL_CODES, FeishuError
-from larkauth.feishu import metrics, oauth, token_cache
+from larkauth.feishu import metrics, oauth, token_cache, transport
 from larkauth.feishu.domains import Domains, resolve_domains
 from larkauth.feishu.results import ContactUser, SentMessage, UserInfo, UserToken
 from larkauth.feishu.retry import NO_RETRY, RetryPolicy
@@ -73,6 +73,7 @@ class FeishuClient:
         self._app_secret = app_secret
         self._rate_limiter = rate_limiter
         self._tokens = token_cache.TokenStore()
+        transport.install()  # lark-oapi's calls on kept-alive connections
         # Kept-alive connections to the token endpoint (urllib3's pool is thread-safe).
         self._http = requests.Session()
         self._lark = (

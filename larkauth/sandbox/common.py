@@ -152,7 +152,9 @@ def fault_response(api: str, code: int | None, http_status: int | None) -> web.R
 async def begin(request: web.Request, api: str, params: dict[str, Any]) -> web.Response | None:
     """Record the call and apply a pending fault; a response means: answer with it."""
     state = runtime(request).state
-    request[CALL] = state.record_call(api, request.method, request.path, params)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    port = peer[1] if isinstance(peer, tuple) and len(peer) > 1 else None
+    request[CALL] = state.record_call(api, request.method, request.path, params, port)
     fault = state.take_fault(api)
     if fault is None:
         return None

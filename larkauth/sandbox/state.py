@@ -212,6 +212,7 @@ class Call:
     status: int | None = None
     code: int | None = None
     log_id: str | None = None
+    client_port: int | None = None  # the caller's TCP port: calls on one connection share it
 
     def public(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -367,10 +368,18 @@ class SandboxState:
 
     # --- calls and faults -------------------------------------------------------------
 
-    def record_call(self, api: str, method: str, path: str, params: Mapping[str, Any]) -> Call:
+    def record_call(
+        self,
+        api: str,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        client_port: int | None = None,
+    ) -> Call:
         with self.lock:
             self.call_seq += 1
             call = Call(self.call_seq, api, self.now(), method, path, util.mask_params(params))
+            call.client_port = client_port
             self.calls.append(call)
             return call
 

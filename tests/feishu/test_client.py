@@ -274,6 +274,15 @@ def test_it_reads_contact_users_by_open_id_and_user_id(client, sandbox):
     assert not by_open_id.is_resigned
 
 
+def test_sdk_calls_reuse_one_kept_alive_connection(client, sandbox):
+    # lark-oapi alone opens a new connection (a TLS handshake, against Feishu) per call.
+    for _ in range(3):
+        client.get_contact_user(sandbox.bob["open_id"])
+    ports = [call["client_port"] for call in sandbox.calls(api="contact_user")]
+    assert len(ports) == 3
+    assert len(set(ports)) == 1
+
+
 # --- Cards ------------------------------------------------------------------------------
 
 
