@@ -1,6 +1,6 @@
 """`/metrics`: every process's counters (prometheus_client multiprocess mode when
 PROMETHEUS_MULTIPROC_DIR is set: web workers, Celery workers and listeners on one host write
-there) plus gauges read from the database at scrape time, so they are right whichever
+there) plus gauges read from the database (and Redis) at scrape time, so they are right whichever
 process changed the rows."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ class DatabaseCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("larkauth_authorizations", "", labels=["state"])
         yield GaugeMetricFamily("larkauth_refresh_tokens_expiring", "", labels=["window"])
+        yield GaugeMetricFamily("larkauth_token_audit_buffered", "")
 
     def collect(self) -> Iterator[Metric]:
         from sessions_app.models import SessionState, UserAuthSession
+        from sessions_app.services.audit import token_audit_buffered
         from sessions_app.services.expiry import expiring_counts
 
         authorizations = GaugeMetricFamily(
@@ -50,6 +52,14 @@ class DatabaseCollector(Collector):
         for window, count in expiring_counts(timezone.now()).items():
             expiring.add_metric([window], count)
         yield expiring
+
+        buffered = token_audit_buffered()
+        if buffered is not None:
+            yield GaugeMetricFamily(
+                "larkauth_token_audit_buffered",
+                "Tokens handed out whose audit row waits in Redis for flush_token_audit.",
+                value=buffered,
+            )
 
 
 _database_registry = CollectorRegistry()

@@ -108,6 +108,19 @@ def token_issued(session: UserAuthSession, actor: str) -> None:
     _write([entry])
 
 
+def token_audit_buffered() -> int | None:
+    """Hand-outs waiting in Redis for their row; None without Redis or when it can't tell."""
+    client = _buffer.client()
+    if client is None:
+        return None
+    queue, inflight = _buffer.keys()
+    try:
+        waiting, in_flight = client.llen(queue), client.llen(inflight)
+    except redis.RedisError:
+        return None
+    return int(waiting) + max(int(in_flight) - 1, 0)  # the in-flight list's head is its id
+
+
 def token_audit_flush(batch: int = FLUSH_BATCH) -> int:
     """Write the buffered hand-outs into `TokenEvent`; returns how many rows were written."""
     client = _buffer.client()

@@ -60,8 +60,10 @@ def test_hand_outs_are_written_with_their_own_time_at_the_flush(app, buffer) -> 
     services.token_issue(app, open_id="ou_a", actor="key:def:bot")
     after = timezone.now()
     assert _issued() == []  # buffered, not yet written
+    assert audit.token_audit_buffered() == 2
 
     assert services.token_audit_flush() == 2
+    assert audit.token_audit_buffered() == 0
     assert _issued() == [("ou_a", "key:abc:reports"), ("ou_a", "key:def:bot")]
     for event in TokenEvent.objects.filter(kind="token_issued"):
         assert event.session_id == session.pk
