@@ -21,8 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from events_app import metrics, toasts
 from events_app.envelope import Event
@@ -61,7 +60,7 @@ def dispatch(app: Application, event: Event, channel: str) -> toasts.Answer:
     token = request_id_var.set(event.event_id)
     try:
         with transaction.atomic():
-            if not _claim(event, channel):
+            if not ProcessedEvent.objects.claim(event.event_id, event.event_type, channel):
                 metrics.EVENTS.labels(event.event_type, "duplicate").inc()
                 logger.info("Event %s (%s) already handled", event.event_id, event.event_type)
                 return DUPLICATE_ANSWERS.get(event.event_type, {})
@@ -74,25 +73,3 @@ def dispatch(app: Application, event: Event, channel: str) -> toasts.Answer:
         request_id_var.reset(token)
     metrics.EVENTS.labels(event.event_type, "handled").inc()
     return answer
-
-
-_TABLE = ProcessedEvent._meta.db_table
-_CLAIM_SQL = (
-    f"INSERT INTO {_TABLE} (event_id, event_type, channel, received_at)"  # noqa: S608 - constant
-    " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
-)
-
-
-def _claim(event: Event, channel: str) -> bool:
-    """Insert the event's row; False when another delivery already did.
-
-    One statement: `ON CONFLICT DO NOTHING` spares the savepoint an `IntegrityError`
-    would need, and waits for a concurrent insert of the same id just like the unique
-    index does (PostgreSQL, SQLite ≥ 3.24).
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL,
-            [event.event_id, event.event_type[:64], channel, timezone.now()],
-        )
-        return cursor.rowcount == 1

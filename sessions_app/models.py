@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
@@ -235,13 +235,34 @@ class TokenEvent(models.Model):
         return f"{self.kind} {self.open_id} by {self.actor}"
 
 
+class ProcessedEventManager(models.Manager["ProcessedEvent"]):
+    def claim(self, event_id: str, event_type: str = "", channel: str = "") -> bool:
+        """Insert the id's row (in the caller's transaction); False when it already exists.
+
+        One statement: `ON CONFLICT DO NOTHING` spares the savepoint an `IntegrityError`
+        would need, and waits for a concurrent insert of the same id just like the unique
+        index does (PostgreSQL, SQLite ≥ 3.24).
+        """
+        table = self.model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (event_id, event_type, channel, received_at)"  # noqa: S608
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                [event_id, event_type[:64], channel, timezone.now()],
+            )
+            return cursor.rowcount == 1
+
+
 class ProcessedEvent(models.Model):
-    """Feishu event ids already handled, for exactly-once across channels and listeners."""
+    """Ids already handled, for exactly-once: Feishu events across channels and listeners,
+    and batches of token audit rows (`audit:<batch>`)."""
 
     event_id = models.CharField(max_length=128, unique=True)
     event_type = models.CharField(max_length=64, blank=True, default="")
     channel = models.CharField(max_length=8, blank=True, default="")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ProcessedEventManager()
 
     class Meta:
         ordering = ["-received_at"]

@@ -28,7 +28,6 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -135,21 +134,9 @@ def token_audit_flush(batch: int = FLUSH_BATCH) -> int:
             return written
         entries = [json.loads(raw) for raw in client.lrange(inflight, 1, -1)]
         with transaction.atomic():
-            if _batch_claimed(batch_id.decode()):
+            if ProcessedEvent.objects.claim(f"audit:{batch_id.decode()}", "token_audit_batch"):
                 written += _write(entries)
         release(keys=[inflight], args=[batch_id])
-
-
-def _batch_claimed(batch_id: str) -> bool:
-    """Record the batch as written (in the caller's transaction); False if it already was."""
-    table = ProcessedEvent._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (event_id, event_type, channel, received_at)"  # noqa: S608
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-            [f"audit:{batch_id}", "token_audit_batch", "audit", timezone.now()],
-        )
-        return cursor.rowcount == 1
 
 
 def _write(entries: list[list[Any]]) -> int:
