@@ -108,6 +108,9 @@ class UserAuthSession(models.Model):
     refresh_failures = models.PositiveIntegerField(default=0)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     expiry_warnings_sent = models.JSONField(default=list, blank=True)
+    # When `sync_user_info` last asked the directory about this user (whatever it answered):
+    # each run starts with the users asked least recently, so an interrupted run resumes.
+    user_info_synced_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -176,6 +179,11 @@ class UserAuthSession(models.Model):
                 condition=Q(state=SessionState.PENDING),
             ),
             models.Index(name="idx_auth_session_created", fields=["created_at"]),
+            models.Index(
+                name="idx_auth_session_user_sync",
+                fields=["app", "user_info_synced_at"],
+                condition=Q(state=SessionState.COMPLETED),
+            ),
         ]
 
     def __str__(self) -> str:

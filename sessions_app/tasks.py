@@ -16,6 +16,7 @@ from django.conf import settings
 from sessions_app import services
 
 REFRESH_TIME_BUDGET = 200  # seconds of candidates per run; the rest is the next run's
+SYNC_TIME_BUDGET = 3000  # seconds of users per sync run; the next run resumes
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
@@ -27,7 +28,7 @@ def refresh_expiring_tokens() -> dict[str, Any]:
 def sync_user_info() -> dict[str, Any]:
     if not settings.USER_INFO_SYNC_ENABLED:
         return {"skipped": "USER_INFO_SYNC_ENABLED is off"}
-    return services.users_sync_info().as_dict()
+    return services.users_sync_info(time_budget=SYNC_TIME_BUDGET).as_dict()
 
 
 @shared_task(acks_late=True, soft_time_limit=50, time_limit=60)

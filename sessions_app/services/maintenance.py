@@ -39,7 +39,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from larkauth.errors import AuthenticationRequiredError, FeishuError, TokenRefreshFailedError
-from larkauth.feishu import ContactUser
+from larkauth.feishu import ContactUser, FeishuClient
 from sessions_app import metrics
 from sessions_app.feishu import client_for
 from sessions_app.models import (
@@ -417,15 +417,26 @@ class SyncReport:
     checked: int = 0
     updated: int = 0
     failed: int = 0
+    finished: bool = True  # False: the time budget ran out; the next run goes on
 
-    def as_dict(self) -> dict[str, int]:
-        return {"checked": self.checked, "updated": self.updated, "failed": self.failed}
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "checked": self.checked,
+            "updated": self.updated,
+            "failed": self.failed,
+        }
+        if not self.finished:
+            result["finished"] = False
+        return result
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"Checked {self.checked} authorized users: {self.updated} updated, "
             f"{self.checked - self.updated - self.failed} unchanged, {self.failed} failed."
         )
+        if not self.finished:
+            text += " Stopped at the time budget; the next run goes on."
+        return text
 
 
 _PROFILE_FIELDS = {
@@ -438,35 +449,56 @@ _PROFILE_FIELDS = {
 }
 
 
-def users_sync_info(*, app: Application | None = None, page_size: int = 200) -> SyncReport:
+def users_sync_info(
+    *, app: Application | None = None, page_size: int = 200, time_budget: float | None = None
+) -> SyncReport:
     """Update name, email, mobile and ids of authorized users from the contact directory.
 
-    A user Feishu cannot answer for is counted and skipped. Empty fields in the answer (the
-    app lacks that field's scope) keep what is stored.
+    Users are taken least recently synced first, and each is stamped when asked, so a run
+    stopped by `time_budget` (seconds) or a lost worker is resumed by the next. A user
+    Feishu cannot answer for is counted and skipped. Empty fields in the answer (the app
+    lacks that field's scope) keep what is stored.
     """
     report = SyncReport()
+    started = timezone.now()
+    deadline = None if time_budget is None else time.monotonic() + time_budget
     apps = [app] if app is not None else Application.objects.filter(is_active=True)
     for application in apps:
         client = client_for(application)
-        rows = UserAuthSession.objects.filter(
-            app=application, state=SessionState.COMPLETED
-        ).exclude(open_id="")
-        for session in _pages(rows.only("id", "open_id", *_PROFILE_FIELDS), "id", page_size):
-            report.checked += 1
-            try:
-                contact = client.get_contact_user(session.open_id)
-            except FeishuError as exc:
-                report.failed += 1
-                logger.warning("User info of %s not synced: %s", session.open_id, exc)
-                continue
-            changes = _profile_changes(session, contact)
-            if changes:
-                UserAuthSession.objects.filter(pk=session.pk).update(
-                    **changes, updated_at=timezone.now()
-                )
-                report.updated += 1
+        due = (
+            UserAuthSession.objects.filter(app=application, state=SessionState.COMPLETED)
+            .exclude(open_id="")
+            .filter(Q(user_info_synced_at__isnull=True) | Q(user_info_synced_at__lt=started))
+            .order_by(F("user_info_synced_at").asc(nulls_first=True), "id")
+            .only("id", "open_id", *_PROFILE_FIELDS)
+        )
+        while page := list(due[:page_size]):
+            for session in page:
+                _sync_user(client, session, report)
+            if deadline is not None and time.monotonic() >= deadline:
+                report.finished = not due.exists()
+                break
+        if not report.finished:
+            break
     logger.info("User info sync: %s", report)
     return report
+
+
+def _sync_user(client: FeishuClient, session: UserAuthSession, report: SyncReport) -> None:
+    report.checked += 1
+    changes: dict[str, Any] = {}
+    try:
+        contact = client.get_contact_user(session.open_id)
+    except FeishuError as exc:
+        report.failed += 1
+        logger.warning("User info of %s not synced: %s", session.open_id, exc)
+    else:
+        changes = _profile_changes(session, contact)
+        report.updated += bool(changes)
+    now = timezone.now()
+    UserAuthSession.objects.filter(pk=session.pk).update(
+        **changes, user_info_synced_at=now, **({"updated_at": now} if changes else {})
+    )
 
 
 def _profile_changes(session: UserAuthSession, contact: ContactUser) -> dict[str, str]:

@@ -50,6 +50,27 @@ def test_sync_updates_profiles_and_keeps_going_past_a_failing_user(lark) -> None
     assert len(lark.sandbox.calls(api="contact_user")) == 3
 
 
+def test_a_sync_stopped_by_its_time_budget_is_resumed_by_the_next(lark) -> None:
+    carol = lark.sandbox.add_user("Carol")
+    people = [lark.sandbox.alice, lark.sandbox.bob, carol]
+    for n, person in enumerate(people, start=1):
+        make_authorization(lark.app, id=UUID(int=n), open_id=person["open_id"], user_name="Old")
+
+    stopped = [users_sync_info(page_size=1, time_budget=0) for _ in range(2)]
+    # Each stopped run did one page; the next took up who was left.
+    assert [(run.checked, run.finished) for run in stopped] == [(1, False), (1, False)]
+
+    full = users_sync_info(page_size=1)
+
+    # Carol, never asked, comes first; then the others, least recently asked first.
+    assert (full.checked, full.finished) == (3, True)
+    asked = [call["params"]["user_id"] for call in lark.sandbox.calls(api="contact_user")]
+    a, b, c = (person["open_id"] for person in people)
+    assert asked == [a, b, c, a, b]
+    names = UserAuthSession.objects.order_by("id").values_list("user_name", flat=True)
+    assert list(names) == [person["name"] for person in people]
+
+
 def test_sync_task_does_nothing_unless_enabled(lark, settings) -> None:
     settings.USER_INFO_SYNC_ENABLED = False
     make_authorization(lark.app, open_id=lark.sandbox.alice["open_id"], user_name="Old")
