@@ -80,6 +80,7 @@ _TOKEN_READ_SQL = (
 _TOKEN_READ_COLUMNS: list[Field[Any, Any]] = [
     cast("Field[Any, Any]", UserAuthSession._meta.get_field(f)) for f in ("id", *TOKEN_READ_FIELDS)
 ]
+_TOKEN_READ_ATTNAMES = [field.attname for field in _TOKEN_READ_COLUMNS]
 _TOKEN_READ_BY = {
     "open_id": _TOKEN_READ_SQL.format(column="open_id"),
     "user_id": _TOKEN_READ_SQL.format(column="user_id"),
@@ -104,8 +105,7 @@ def _token_read_row(row: tuple[Any, ...]) -> UserAuthSession:
     for index, column, converters in _token_read_converters():
         for convert in converters:
             values[index] = convert(values[index], column, connection)
-    attnames = [field.attname for field in _TOKEN_READ_COLUMNS]
-    return UserAuthSession.from_db(DEFAULT_DB_ALIAS, attnames, values)
+    return UserAuthSession.from_db(DEFAULT_DB_ALIAS, _TOKEN_READ_ATTNAMES, values)
 
 
 def user_filter(open_id: str = "", user_id: str = "", email: str = "") -> Q:

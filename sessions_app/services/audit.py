@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sessions_app.models import ProcessedEvent, TokenEvent, UserAuthSession
+from sessions_app.services.authorization import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def token_issued(session: UserAuthSession, actor: str) -> None:
             _buffer.failed(exc)
         else:
             return
-    _write([entry])
+    record_event(session, TokenEvent.Kind.TOKEN_ISSUED, actor)
 
 
 def token_audit_buffered() -> int | None:
@@ -113,8 +114,11 @@ def token_audit_buffered() -> int | None:
     if client is None:
         return None
     queue, inflight = _buffer.keys()
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(queue)
+    pipe.llen(inflight)
     try:
-        waiting, in_flight = client.llen(queue), client.llen(inflight)
+        waiting, in_flight = pipe.execute()
     except redis.RedisError:
         return None
     return int(waiting) + max(int(in_flight) - 1, 0)  # the in-flight list's head is its id
