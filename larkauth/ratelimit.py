@@ -16,10 +16,9 @@ import uuid
 from collections import deque
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from larkauth.errors import LarkauthError
+from larkauth.redis_client import fail_fast_redis
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +140,8 @@ class RateLimiter:
             return None
         with self._lock:
             if self._script is None:
-                client = redis.Redis.from_url(
-                    self._redis_url,
-                    socket_connect_timeout=self._redis_timeout,
-                    socket_timeout=self._redis_timeout,
-                    # Fail fast: an unreachable Redis means per-process limits, not stalls.
-                    retry=Retry(NoBackoff(), 0),
-                )
+                # An unreachable Redis means per-process limits, not stalls.
+                client = fail_fast_redis(self._redis_url, self._redis_timeout)
                 self._script = client.register_script(_SLIDING_WINDOW)
             return self._script
 

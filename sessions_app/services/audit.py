@@ -28,9 +28,8 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from larkauth.redis_client import fail_fast_redis
 from sessions_app.models import ProcessedEvent, TokenEvent, UserAuthSession
 from sessions_app.services.authorization import record_event
 
@@ -68,12 +67,7 @@ class _Buffer:
             return None
         with self._lock:
             if self._client is None:
-                self._client = redis.Redis.from_url(
-                    settings.REDIS_URL,
-                    socket_connect_timeout=0.5,
-                    socket_timeout=0.5,
-                    retry=Retry(NoBackoff(), 0),
-                )
+                self._client = fail_fast_redis(settings.REDIS_URL)
             return self._client
 
     def failed(self, exc: redis.RedisError) -> None:
