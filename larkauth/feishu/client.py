@@ -75,7 +75,7 @@ class FeishuClient:
         self._tokens = token_cache.TokenStore()
         transport.install()  # lark-oapi's calls on kept-alive connections
         # Kept-alive connections to the token endpoint (urllib3's pool is thread-safe).
-        self._http = requests.Session()
+        self._http = transport.session()
         self._lark = (
             lark.Client.builder()
             .app_id(app_id)

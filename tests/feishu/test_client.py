@@ -3,6 +3,7 @@ cards, and how it retries (or refuses to)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from larkauth import cards
 from larkauth.errors import FeishuError
-from larkauth.feishu import FeishuClient, RetryPolicy, UserToken, pkce
+from larkauth.feishu import FeishuClient, RetryPolicy, UserToken, pkce, transport
 from larkauth.ratelimit import RateLimiter
 from larkauth.sandbox import SandboxControl
 from larkauth.sandbox.server import SandboxServer
@@ -281,6 +282,27 @@ def test_sdk_calls_reuse_one_kept_alive_connection(client, sandbox):
     ports = [call["client_port"] for call in sandbox.calls(api="contact_user")]
     assert len(ports) == 3
     assert len(set(ports)) == 1
+
+
+@pytest.fixture
+def fresh_proxy_environment():
+    transport.environ_proxies.cache_clear()  # the environment is read once per origin
+    yield
+    transport.environ_proxies.cache_clear()
+
+
+def test_calls_go_through_the_proxy_the_environment_names(
+    client, sandbox, monkeypatch, fresh_proxy_environment
+):
+    with socket.socket() as closed:  # a port nothing listens on: the proxy is down
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    with pytest.raises(FeishuError, match=r"ProxyError|Unable to connect to proxy"):
+        client.get_contact_user(sandbox.bob["open_id"])
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    transport.environ_proxies.cache_clear()
+    assert client.get_contact_user(sandbox.bob["open_id"]).open_id == sandbox.bob["open_id"]
 
 
 # --- Cards ------------------------------------------------------------------------------
