@@ -167,5 +167,38 @@ def load(
     return asyncio.run(_load(request, clients, seconds, warmup))
 
 
+async def _load_at_rate(request: Request, rate: float, seconds: float, warmup: float) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    # No connection limit: a request waits in the server, not in the load generator.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        start = time.monotonic()
+        warm_until = start + warmup
+
+        async def one(scheduled: float) -> None:
+            nonlocal errors
+            ok = await request(session)
+            if scheduled >= warm_until:
+                # From when it was due, so a stall in the generator is not hidden.
+                latencies.append(time.monotonic() - scheduled)
+                errors += not ok
+
+        sent = []
+        for n in range(int(rate * (warmup + seconds))):
+            scheduled = start + n / rate
+            await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
+            sent.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*sent)
+    return LoadResult(len(latencies), errors, seconds, latencies)
+
+
+def load_at_rate(
+    request: Request, *, rate: float, seconds: float = 8, warmup: float = 1
+) -> LoadResult:
+    """Open loop: requests sent at a fixed rate whatever the answers, so the latencies are
+    the server's at that load, not the queue a closed loop builds (Little's law)."""
+    return asyncio.run(_load_at_rate(request, rate, seconds, warmup))
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)

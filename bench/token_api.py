@@ -2,6 +2,11 @@
 against a minimal DRF primary-key lookup with the same server settings.
 
 Targets (issue 5): ≥ 0.8× the reference's throughput, p99 ≤ 25 ms.
+
+With 16 clients in a closed loop, each waits for its answer before asking again, so the
+mean latency is 16 / throughput (Little's law) whatever the view does; the bench prints
+that bound for the reference. It also sends both at a fixed rate of half the reference's
+throughput (open loop) and prints the p99 each has when the server is not saturated.
 Run: `make bench` or `.venv/bin/python -m bench.token_api`.
 """
 
@@ -87,6 +92,9 @@ def main() -> None:
         for _ in range(3):
             refs.append(harness.load(reference, seconds=8))
             ours.append(harness.load(token, seconds=8))
+        rate = harness.median([r.throughput for r in refs]) / 2
+        ref_at_rate = harness.load_at_rate(reference, rate=rate)
+        ours_at_rate = harness.load_at_rate(token, rate=rate)
 
     audited = int(harness.manage(env, "shell", "-c", FLUSH_AND_COUNT).split()[-1])
     best_ref = sorted(refs, key=lambda r: r.throughput)[1]
@@ -102,6 +110,13 @@ def main() -> None:
         f"throughput ratio {ratio:.2f}x (target >= 0.80), p99 {best_ours.percentile(0.99):.1f} ms "
         "(target <= 25 ms)"
     )
+    print(
+        f"Little's law: 16 clients / {best_ref.throughput:.0f} req/s = "
+        f"{16 / best_ref.throughput * 1000:.1f} ms mean latency for the reference itself"
+    )
+    print(f"Open loop at {rate:.0f} req/s (half the reference's throughput):")
+    print(ref_at_rate.line("reference: DRF primary-key lookup"))
+    print(ours_at_rate.line("POST /api/v1/tokens/"))
     print(f"{served} tokens served, {audited} token_issued audit rows written")
 
 
