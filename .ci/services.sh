@@ -27,6 +27,11 @@ fi
 
 if port_open 5432; then
   export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/larkauth}"
+  # Tests use their own test_ database; `makemigrations --check` reads this one's history.
+  if [ -z "${TEST_DATABASE_URL:-}" ] && command -v psql >/dev/null; then
+    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'larkauth'" \
+      | grep -q 1 || createdb -h 127.0.0.1 -U postgres larkauth 2>/dev/null || true
+  fi
 else
   echo "note: PostgreSQL not reachable, tests that need it are skipped" >&2
 fi
