@@ -18,7 +18,7 @@ from collections import deque
 import redis
 
 from larkauth.errors import LarkauthError
-from larkauth.redis_client import fail_fast_redis
+from larkauth.redis_client import OptionalRedis
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +78,13 @@ class RateLimiter:
         self.window = window
         self.max_wait = max_wait
         self.key_prefix = key_prefix
-        self.redis_retry_interval = redis_retry_interval
-        self._redis_url = redis_url
-        self._redis_timeout = redis_timeout
+        # An unreachable Redis means per-process limits, not stalls.
+        self._redis = OptionalRedis(
+            redis_url, timeout=redis_timeout, retry_interval=redis_retry_interval
+        )
         self._script: redis.commands.core.Script | None = None
         self._local = _LocalWindow()
         self._lock = threading.Lock()
-        self._redis_down_until = 0.0
         self._degraded_warned = False
 
     @classmethod
@@ -96,7 +96,7 @@ class RateLimiter:
     @property
     def shared(self) -> bool:
         """True while the limit is shared through Redis."""
-        return bool(self._redis_url) and time.monotonic() >= self._redis_down_until
+        return self._redis.available
 
     def acquire(self, app_id: str, *, max_wait: float | None = None) -> float:
         """Wait for a permit; returns the seconds waited. Raises `RateLimitTimeout`."""
@@ -133,20 +133,19 @@ class RateLimiter:
         return self._local.try_acquire(app_id, self.rate, self.window)
 
     def _redis_script(self) -> redis.commands.core.Script | None:
-        if not self._redis_url:
+        if not self._redis.url:
             self._warn_degraded("REDIS_URL is not set")
             return None
-        if time.monotonic() < self._redis_down_until:
+        client = self._redis.client()
+        if client is None:
             return None
         with self._lock:
             if self._script is None:
-                # An unreachable Redis means per-process limits, not stalls.
-                client = fail_fast_redis(self._redis_url, self._redis_timeout)
                 self._script = client.register_script(_SLIDING_WINDOW)
             return self._script
 
     def _redis_failed(self, exc: redis.RedisError) -> None:
-        self._redis_down_until = time.monotonic() + self.redis_retry_interval
+        self._redis.failed()
         self._warn_degraded(f"Redis is unreachable ({type(exc).__name__})")
 
     def _redis_ok(self) -> None:

@@ -17,9 +17,9 @@ every state change. Rows still in Redis are lost if Redis itself loses its data.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
-from larkauth.redis_client import fail_fast_redis
+from larkauth.redis_client import OptionalRedis
 from sessions_app.models import ProcessedEvent, TokenEvent, UserAuthSession
 from sessions_app.services.authorization import record_event
 
@@ -56,47 +56,40 @@ return 1
 """
 
 
-class _Buffer:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
-        self._down_until = 0.0
-
-    def client(self) -> redis.Redis | None:
-        if not settings.REDIS_URL or time.monotonic() < self._down_until:
-            return None
-        with self._lock:
-            if self._client is None:
-                self._client = fail_fast_redis(settings.REDIS_URL)
-            return self._client
-
-    def failed(self, exc: redis.RedisError) -> None:
-        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        logger.warning(
-            "Redis is unreachable (%s): token audit rows are written directly for %g s",
-            type(exc).__name__,
-            REDIS_RETRY_SECONDS,
-        )
-
-    @staticmethod
-    def keys() -> tuple[str, str]:
-        # Named after the database, so two deployments sharing a Redis never swap rows.
-        queue = f"larkauth:{connection.settings_dict['NAME']}:audit:token_issued"
-        return queue, queue + ":inflight"
+@functools.cache
+def _redis(url: str) -> OptionalRedis:
+    """One per URL, so the pause after a failure holds across calls."""
+    return OptionalRedis(url, retry_interval=REDIS_RETRY_SECONDS)
 
 
-_buffer = _Buffer()
+def _client() -> redis.Redis | None:
+    return _redis(settings.REDIS_URL).client()
+
+
+def _redis_failed(exc: redis.RedisError) -> None:
+    _redis(settings.REDIS_URL).failed()
+    logger.warning(
+        "Redis is unreachable (%s): token audit rows are written directly for %g s",
+        type(exc).__name__,
+        REDIS_RETRY_SECONDS,
+    )
+
+
+def _keys() -> tuple[str, str]:
+    # Named after the database, so two deployments sharing a Redis never swap rows.
+    queue = f"larkauth:{connection.settings_dict['NAME']}:audit:token_issued"
+    return queue, queue + ":inflight"
 
 
 def token_issued(session: UserAuthSession, actor: str) -> None:
     """Audit one token handed out: buffered in Redis, or written now without it."""
     entry = [str(session.pk), session.app_id, session.open_id, actor, time.time()]
-    client = _buffer.client()
+    client = _client()
     if client is not None:
         try:
-            client.rpush(_buffer.keys()[0], json.dumps(entry))
+            client.rpush(_keys()[0], json.dumps(entry))
         except redis.RedisError as exc:
-            _buffer.failed(exc)
+            _redis_failed(exc)
         else:
             return
     record_event(session, TokenEvent.Kind.TOKEN_ISSUED, actor)
@@ -104,10 +97,10 @@ def token_issued(session: UserAuthSession, actor: str) -> None:
 
 def token_audit_buffered() -> int | None:
     """Hand-outs waiting in Redis for their row; None without Redis or when it can't tell."""
-    client = _buffer.client()
+    client = _client()
     if client is None:
         return None
-    queue, inflight = _buffer.keys()
+    queue, inflight = _keys()
     pipe = client.pipeline(transaction=False)
     pipe.llen(queue)
     pipe.llen(inflight)
@@ -120,10 +113,10 @@ def token_audit_buffered() -> int | None:
 
 def token_audit_flush(batch: int = FLUSH_BATCH) -> int:
     """Write the buffered hand-outs into `TokenEvent`; returns how many rows were written."""
-    client = _buffer.client()
+    client = _client()
     if client is None:
         return 0
-    queue, inflight = _buffer.keys()
+    queue, inflight = _keys()
     claim, release = client.register_script(_CLAIM), client.register_script(_RELEASE)
     written = 0
     while True:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def buffer(redis_url: str):
     """The Redis lists of this test database, empty before and after."""
     client = redis.Redis.from_url(redis_url)
-    keys = audit._buffer.keys()
+    keys = audit._keys()
     client.delete(*keys)
     yield client, keys
     client.delete(*keys)
