@@ -25,6 +25,7 @@ from bench import harness
 
 # BENCH_THREADS=4 runs gunicorn as the Dockerfile does (gthread); the default is sync workers.
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+CLIENTS = 16
 FLUSH_FOREVER = (
     "import time\nfrom sessions_app import services\n"
     "while True:\n    services.token_audit_flush()\n    time.sleep(10)"
@@ -90,8 +91,8 @@ def main() -> None:
         # Alternate rounds so both see the same machine state; report the medians.
         ours, refs = [], []
         for _ in range(3):
-            refs.append(harness.load(reference, seconds=8))
-            ours.append(harness.load(token, seconds=8))
+            refs.append(harness.load(reference, clients=CLIENTS, seconds=8))
+            ours.append(harness.load(token, clients=CLIENTS, seconds=8))
         rate = harness.median([r.throughput for r in refs]) / 2
         ref_at_rate = harness.load_at_rate(reference, rate=rate)
         ours_at_rate = harness.load_at_rate(token, rate=rate)
@@ -100,8 +101,8 @@ def main() -> None:
     best_ref = sorted(refs, key=lambda r: r.throughput)[1]
     best_ours = sorted(ours, key=lambda r: r.throughput)[1]
     print(
-        f"Token API benchmark (gunicorn, 4 workers x {THREADS} threads, 16 concurrent clients, "
-        "median of 3 rounds)"
+        f"Token API benchmark (gunicorn, 4 workers x {THREADS} threads, {CLIENTS} concurrent "
+        "clients, median of 3 rounds)"
     )
     print(best_ref.line("reference: DRF primary-key lookup"))
     print(best_ours.line("POST /api/v1/tokens/"))
@@ -111,8 +112,8 @@ def main() -> None:
         "(target <= 25 ms)"
     )
     print(
-        f"Little's law: 16 clients / {best_ref.throughput:.0f} req/s = "
-        f"{16 / best_ref.throughput * 1000:.1f} ms mean latency for the reference itself"
+        f"Little's law: {CLIENTS} clients / {best_ref.throughput:.0f} req/s = "
+        f"{CLIENTS / best_ref.throughput * 1000:.1f} ms mean latency for the reference itself"
     )
     print(f"Open loop at {rate:.0f} req/s (half the reference's throughput):")
     print(ref_at_rate.line("reference: DRF primary-key lookup"))
