@@ -378,8 +378,15 @@ class SandboxState:
     ) -> Call:
         with self.lock:
             self.call_seq += 1
-            call = Call(self.call_seq, api, self.now(), method, path, util.mask_params(params))
-            call.client_port = client_port
+            call = Call(
+                self.call_seq,
+                api,
+                self.now(),
+                method,
+                path,
+                util.mask_params(params),
+                client_port=client_port,
+            )
             self.calls.append(call)
             return call
 
