@@ -22,9 +22,10 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("larkauth_authorizations", "", labels=["state"])
         yield GaugeMetricFamily("larkauth_refresh_tokens_expiring", "", labels=["window"])
         yield GaugeMetricFamily("larkauth_token_audit_buffered", "")
+        yield GaugeMetricFamily("larkauth_application_needs_attention", "", labels=["app_id"])
 
     def collect(self) -> Iterator[Metric]:
-        from sessions_app.models import SessionState, UserAuthSession
+        from sessions_app.models import Application, SessionState, UserAuthSession
         from sessions_app.services.audit import token_audit_buffered
         from sessions_app.services.expiry import expiring_counts
 
@@ -52,6 +53,17 @@ class DatabaseCollector(Collector):
         for window, count in expiring_counts(timezone.now()).items():
             expiring.add_metric([window], count)
         yield expiring
+
+        attention = GaugeMetricFamily(
+            "larkauth_application_needs_attention",
+            "1 while Feishu says the application itself is misconfigured (admin shows why).",
+            labels=["app_id"],
+        )
+        for app_id, reason in Application.objects.filter(is_active=True).values_list(
+            "app_id", "attention_reason"
+        ):
+            attention.add_metric([app_id], 1 if reason else 0)
+        yield attention
 
         buffered = token_audit_buffered()
         if buffered is not None:

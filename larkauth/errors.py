@@ -1,17 +1,40 @@
-"""larkauth's errors. `FeishuError` says whether a failed Feishu call is worth retrying.
+"""larkauth's errors. Every failed Feishu call is a `FeishuError` that knows its `failure`
+class, so callers decide from the class, never from a code or a status.
 
-Codes are Feishu's (FACTS.md §2.2 for the OAuth token endpoint, §10 for the generic ones).
-Domain errors for the Django side derive from `LarkauthError` too.
+Codes are Feishu's (FACTS.md §2.2 for the OAuth token endpoint, §5 for messages, §10 for the
+generic buckets). Domain errors for the Django side derive from `LarkauthError` too.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 from larkauth.redaction import MARKER, redact
 
-# The refresh token is dead: only a new authorization by the user helps.
-REFRESH_TOKEN_DEAD_CODES = frozenset({20037, 20064, 20073, 20026, 20024})
+
+class Failure(enum.StrEnum):
+    """What a failed Feishu call means for larkauth (README "What happens when…")."""
+
+    # The user's grant is gone: only a new authorization by the user helps.
+    GRANT_DEAD = "grant_dead"
+    # The application is misconfigured (secret reset, refresh switched off, app disabled,
+    # a proxy answering instead of Feishu): authorizations are fine, an operator must act.
+    APP_MISCONFIGURED = "app_misconfigured"
+    # The user cannot use the application right now (availability narrowed, account
+    # frozen): the grant may come back, so it is kept and retried with back-off.
+    USER_UNAVAILABLE = "user_unavailable"
+    # Feishu is busy, slow or failing: the same call may succeed later.
+    TRANSIENT = "transient"
+    # This one request is unusable (a spent authorization code, a bad card): not retried.
+    REQUEST = "request"
+
+
+# The refresh token is dead (20037 expired, 20064 revoked, 20073 already used, 20026 not
+# v2-issued, 20024 another client's), or the user no longer exists (20008).
+REFRESH_TOKEN_DEAD_CODES = frozenset({20037, 20064, 20073, 20026, 20024, 20008})
+# A refresh token already rotated: right after an unanswered refresh, the answer was lost.
+ROTATED_CODES = frozenset({20064, 20073})
 # The user access token used for the call is no longer accepted.
 USER_TOKEN_INVALID_CODES = frozenset({99991668, 99991677})
 # The authorization code cannot be exchanged: start the authorize redirect again.
@@ -20,6 +43,18 @@ CODE_DEAD_CODES = frozenset({20003, 20004, 20065, 20049, 20071})
 APP_TOKEN_INVALID_CODES = frozenset({99991663, 99991664})
 # The app id or secret is wrong (tenant/app access token endpoints).
 APP_CREDENTIAL_CODES = frozenset({10003, 10014})
+# The application, not the user: bad secret (20002), Basic + body auth (20070), refresh
+# switched off (20074), not installed (20009), does not exist (20048), not enabled (20069),
+# requests the endpoint cannot read (20001, 20036, 20063, 20067, 20068), and the permission
+# bucket (the app lacks a scope).
+APP_MISCONFIGURED_CODES = (
+    frozenset({20002, 20070, 20074, 20009, 20048, 20069, 20001, 20036, 20063, 20067, 20068})
+    | APP_CREDENTIAL_CODES
+    | frozenset({99991401, 99991672, 99991680, 99991681})
+)
+# The user may not use the app now: no availability (20010, message API 230013), user
+# status invalid (20066, e.g. frozen).
+USER_UNAVAILABLE_CODES = frozenset({20010, 20066, 230013})
 # Feishu asks to slow down or to come back later.
 RATE_LIMIT_CODES = frozenset({99991400, 99991402, 11020, 11021})
 TEMPORARY_CODES = frozenset({20050, 20072})
@@ -66,9 +101,13 @@ class FeishuError(LarkauthError):
         return not self.retryable
 
     @property
+    def failure(self) -> Failure:
+        return classify(self.code, self.http_status, retryable=self.retryable)
+
+    @property
     def needs_reauthorization(self) -> bool:
         """The user has to authorize again (refresh token dead, user token rejected)."""
-        return self.code in REFRESH_TOKEN_DEAD_CODES or self.code in USER_TOKEN_INVALID_CODES
+        return self.failure is Failure.GRANT_DEAD
 
     @property
     def code_dead(self) -> bool:
@@ -128,6 +167,22 @@ def _is_retryable(code: int | None, http_status: int | None) -> bool:
 
 
 _DEFINITE_CODES = REFRESH_TOKEN_DEAD_CODES | CODE_DEAD_CODES
+
+
+def classify(code: int | None, http_status: int | None, *, retryable: bool) -> Failure:
+    """The failure class of Feishu's answer (`code`, `http_status`) to one call."""
+    if code in REFRESH_TOKEN_DEAD_CODES or code in USER_TOKEN_INVALID_CODES:
+        return Failure.GRANT_DEAD
+    if code in APP_MISCONFIGURED_CODES:
+        return Failure.APP_MISCONFIGURED
+    if code in USER_UNAVAILABLE_CODES:
+        return Failure.USER_UNAVAILABLE
+    if retryable:
+        return Failure.TRANSIENT
+    if code is None and http_status is not None and 400 <= http_status < 500:
+        # Not Feishu's JSON: a proxy, a wrong domain or a blocked egress answered.
+        return Failure.APP_MISCONFIGURED
+    return Failure.REQUEST
 
 
 # --- Authorization domain errors (raised by sessions_app, mapped to HTTP in its API) -------

@@ -28,6 +28,11 @@ class Application(models.Model):
         default=list, blank=True, help_text="open_ids warned before refresh tokens expire."
     )
     is_active = models.BooleanField(default=True)
+    # Set when Feishu says the application itself is misconfigured (a reset secret, refresh
+    # switched off): the refresh sweep leaves its authorizations alone, but for one probe a
+    # run, until a call succeeds again.
+    attention_reason = models.CharField(max_length=64, blank=True, default="")
+    attention_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -165,6 +165,12 @@ async def begin(request: web.Request, api: str, params: dict[str, Any]) -> web.R
         drop_connection(request)
     if fault.code is None and fault.http_status is None:
         return None
+    if fault.html:
+        return web.Response(
+            text="<html><body><h1>Forbidden</h1></body></html>",
+            content_type="text/html",
+            status=fault.http_status or 403,
+        )
     return fault_response(api, fault.code, fault.http_status)
 
 

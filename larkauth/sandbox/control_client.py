@@ -114,6 +114,7 @@ class SandboxControl:
         latency_ms: int | None = None,
         times: int = 1,
         drop_connection: bool = False,
+        html: bool = False,
     ) -> dict[str, Any]:
         body = {
             "api": api,
@@ -122,6 +123,7 @@ class SandboxControl:
             "latency_ms": latency_ms,
             "times": times,
             "drop_connection": drop_connection,
+            "html": html,
         }
         result: dict[str, Any] = self._call("POST", "faults", body)
         return result

@@ -226,6 +226,7 @@ class Fault:
     latency_ms: int = 0
     times: int = 1  # -1: until cleared
     drop_connection: bool = False
+    html: bool = False  # answer `http_status` with an HTML page, as a proxy would
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
@@ -241,6 +242,7 @@ class Fault:
                 raise ValueError(f"{name} must be an integer")
             setattr(fault, name, value)
         fault.drop_connection = bool(data.get("drop_connection", False))
+        fault.html = bool(data.get("html", False))
         if fault.times == 0 or fault.times < -1:
             raise ValueError("times must be positive, or -1 for until cleared")
         return fault

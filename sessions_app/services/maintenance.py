@@ -38,7 +38,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from larkauth.errors import AuthenticationRequiredError, FeishuError, TokenRefreshFailedError
+from larkauth.errors import AuthenticationRequiredError, Failure, FeishuError
 from larkauth.feishu import ContactUser, FeishuClient
 from sessions_app import metrics
 from sessions_app.feishu import client_for
@@ -49,8 +49,14 @@ from sessions_app.models import (
     TokenEvent,
     UserAuthSession,
 )
+from sessions_app.services.attention import flagged_application_ids
 from sessions_app.services.authorization import record_event, sessions_expire_stale
-from sessions_app.services.tokens import needs_refresh, token_refresh
+from sessions_app.services.tokens import (
+    RefreshOutcome,
+    RefreshResult,
+    authorization_refresh,
+    needs_refresh,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,7 @@ ENDED_REASON = "refresh_token_expired"
 # What the sweep's predicates read: loading only these skips decrypting the tokens.
 _PREDICATE_FIELDS = (
     "id",
+    "app_id",
     "state",
     "token_expires_at",
     "refresh_token_expires_at",
@@ -161,6 +168,8 @@ class Outcome(enum.StrEnum):
     BACKING_OFF = "backing_off"
     NEEDS_REAUTH = "needs_reauth"
     FAILED = "failed"  # transient: a later run tries again
+    # The application is misconfigured (services/attention.py): left alone but for a probe.
+    APP_NEEDS_ATTENTION = "app_needs_attention"
 
 
 @dataclass
@@ -190,6 +199,7 @@ class SweepReport:
             f"warm {r[RefreshReason.WARM]}); needs re-authorization {o[Outcome.NEEDS_REAUTH]}; "
             f"failed, retried later {o[Outcome.FAILED]}; backing off {o[Outcome.BACKING_OFF]}; "
             f"already done elsewhere {o[Outcome.NOT_DUE] + o[Outcome.BUSY]}; "
+            f"skipped, application needs attention {o[Outcome.APP_NEEDS_ATTENTION]}; "
             f"ended (refresh and access token expired) {self.retired}."
         )
         return text if self.finished else text + " Time budget used up: the next run goes on."
@@ -212,9 +222,10 @@ def tokens_refresh_expiring(
     deadline = None if time_budget is None else time.monotonic() + time_budget
     report = SweepReport()
     lock = threading.Lock()
+    gate = _AttentionGate(flagged_application_ids())
 
     def refresh(pk: UUID) -> None:
-        outcome, reason = _refresh_if_due(pk, actor)
+        outcome, reason = _refresh_if_due(pk, actor, gate)
         with lock:
             report.add(outcome, reason)
 
@@ -310,17 +321,47 @@ def _pages(
         after = (getattr(batch[-1], order), batch[-1].pk)
 
 
-def _refresh_if_due(pk: UUID, actor: str) -> tuple[Outcome, RefreshReason | None]:
+class _AttentionGate:
+    """Which applications the sweep leaves alone (misconfigured), and their one probe a run:
+    the probe's success clears the flag and lets the rest of that application through."""
+
+    def __init__(self, flagged: set[int]) -> None:
+        self._flagged = flagged
+        self._probed: set[int] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, app_pk: int) -> bool:
+        with self._lock:
+            if app_pk not in self._flagged:
+                return True
+            if app_pk in self._probed:
+                return False
+            self._probed.add(app_pk)
+            return True
+
+    def record(self, app_pk: int, result: RefreshResult) -> None:
+        with self._lock:
+            if result.failure is Failure.APP_MISCONFIGURED:
+                self._flagged.add(app_pk)
+                self._probed.add(app_pk)  # that call was this run's probe
+            elif result.outcome is RefreshOutcome.REFRESHED:
+                self._flagged.discard(app_pk)
+
+
+def _refresh_if_due(
+    pk: UUID, actor: str, gate: _AttentionGate | None = None
+) -> tuple[Outcome, RefreshReason | None]:
     """Refresh one authorization if it is still due once its row lock is held.
 
     The lock is taken here, then again (re-entrant within this transaction) by
-    `token_refresh`, so checking and refreshing are one step: another process that
+    `authorization_refresh`, so checking and refreshing are one step: another process that
     refreshed first has made the predicate false by the time we read the row. A row locked
     right now is skipped: its holder refreshes it.
     """
+    gate = gate or _AttentionGate(flagged_application_ids())
     with transaction.atomic():
         session = (
-            UserAuthSession.objects.select_for_update(skip_locked=True)
+            UserAuthSession.objects.select_for_update(skip_locked=True, no_key=True)
             .only(*_PREDICATE_FIELDS)
             .filter(pk=pk)
             .first()
@@ -333,17 +374,20 @@ def _refresh_if_due(pk: UUID, actor: str) -> tuple[Outcome, RefreshReason | None
             return Outcome.NOT_DUE, None
         if backing_off(session, now):
             return Outcome.BACKING_OFF, reason
-        failures_before = session.refresh_failures
+        if not gate.admit(session.app_id):
+            return Outcome.APP_NEEDS_ATTENTION, reason
         try:
-            refreshed = token_refresh(pk, force=True, actor=f"{actor}:{reason}")
+            result = authorization_refresh(pk, force=True, actor=f"{actor}:{reason}")
         except AuthenticationRequiredError:
-            return Outcome.NEEDS_REAUTH, reason
-        except TokenRefreshFailedError:
-            return Outcome.FAILED, reason
-    # A transient failure with time left on the access token returns instead of raising.
-    if refreshed.refresh_failures > failures_before:
-        return Outcome.FAILED, reason
-    return Outcome.REFRESHED, reason
+            return Outcome.NOT_DUE, None  # no longer completed
+    gate.record(session.app_id, result)
+    if result.outcome is RefreshOutcome.REFRESHED:
+        return Outcome.REFRESHED, reason
+    if result.failure is Failure.GRANT_DEAD:
+        return Outcome.NEEDS_REAUTH, reason
+    if result.failure is Failure.APP_MISCONFIGURED:
+        return Outcome.APP_NEEDS_ATTENTION, reason
+    return Outcome.FAILED, reason
 
 
 def _run(

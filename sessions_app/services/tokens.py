@@ -7,21 +7,29 @@ re-checks, after taking the lock, whether another process already refreshed.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from larkauth.errors import AuthenticationRequiredError, FeishuError, TokenRefreshFailedError
+from larkauth.errors import (
+    ROTATED_CODES,
+    AuthenticationRequiredError,
+    Failure,
+    FeishuError,
+    TokenRefreshFailedError,
+)
 from larkauth.feishu import UserToken
 from sessions_app import metrics, selectors
 from sessions_app.feishu import client_for
 from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
 from sessions_app.services import audit
+from sessions_app.services.attention import application_flag, application_unflag
 from sessions_app.services.authorization import record_event
 
 logger = logging.getLogger(__name__)
@@ -67,6 +75,36 @@ def needs_refresh(session: UserAuthSession, now: datetime) -> bool:
     return remaining <= lifetime * (1 - settings.AUTH_TOKEN_REFRESH_THRESHOLD)
 
 
+class RefreshOutcome(enum.StrEnum):
+    REFRESHED = "refreshed"
+    NOT_DUE = "not_due"  # another process refreshed while we waited for the lock
+    BUSY = "busy"  # another process holds the lock past our wait
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: RefreshOutcome
+    session: UserAuthSession | None = None
+    failure: Failure | None = None
+    error: FeishuError | None = None
+
+    def session_or_raise(self, now: datetime) -> UserAuthSession:
+        """The session to serve from, or the error a caller of `token_refresh` gets."""
+        session = self.session
+        if self.outcome is RefreshOutcome.BUSY or session is None:
+            raise TokenRefreshFailedError("Another process is refreshing this token; retry")
+        if self.outcome is not RefreshOutcome.FAILED:
+            return session
+        if self.failure is Failure.GRANT_DEAD:
+            raise AuthenticationRequiredError(
+                app_id=session.app.app_id, open_id=session.open_id, reason="needs_reauth"
+            )
+        if session.token_valid_at(now):
+            return session  # the refresh failed, but the token it would replace still works
+        raise TokenRefreshFailedError(str(self.error))
+
+
 def token_issue(
     app: Application,
     *,
@@ -90,14 +128,18 @@ def token_issue(
     now = timezone.now()
     result = "served"
     if auto_refresh and needs_refresh(session, now):
-        session = token_refresh(session.pk, actor=actor)
-        result = "refreshed"
+        # Wait for a refresh in flight elsewhere (the token it replaces dies a minute after,
+        # FACTS.md §2.1), but not past the lock wait: then a token that still works is served.
+        refresh = authorization_refresh(session.pk, actor=actor)
+        if refresh.outcome is not RefreshOutcome.BUSY or not session.token_valid_at(now):
+            session = refresh.session_or_raise(now)
+            result = "refreshed" if refresh.outcome is RefreshOutcome.REFRESHED else "served"
     elif not session.token_valid_at(now):
         metrics.TOKEN_REQUESTS.labels("expired").inc()
         raise TokenRefreshFailedError("The access token has expired and auto_refresh is off")
 
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
-        UserAuthSession.objects.filter(pk=session.pk).update(last_used_at=now)
+        _touch_last_used(session.pk, now)
     audit.token_issued(session, actor)
     metrics.TOKEN_REQUESTS.labels(result).inc()
     assert session.access_token is not None
@@ -113,38 +155,77 @@ def token_issue(
     )
 
 
+def _touch_last_used(pk: UUID, now: datetime) -> None:
+    """A hint for the warm window: skipped, not waited for, while a refresh holds the row."""
+    with transaction.atomic():
+        if UserAuthSession.objects.select_for_update(skip_locked=True).filter(pk=pk).exists():
+            UserAuthSession.objects.filter(pk=pk).update(last_used_at=now)
+
+
 def token_refresh(
     session_pk: UUID | str, *, force: bool = False, actor: str = ""
 ) -> UserAuthSession:
+    """Refresh one authorization once; raise what the caller must act on.
+
+    `AuthenticationRequiredError` when the grant is dead, `TokenRefreshFailedError` when no
+    valid token is left (or another process holds the refresh past the lock wait). Any other
+    failure keeps the authorization and returns it with its still-valid token.
+    """
+    return authorization_refresh(session_pk, force=force, actor=actor).session_or_raise(
+        timezone.now()
+    )
+
+
+def authorization_refresh(
+    session_pk: UUID | str, *, force: bool = False, actor: str = ""
+) -> RefreshResult:
     """Refresh one authorization exactly once, however many processes ask at the same time.
 
-    A transient failure keeps the authorization and its still-valid token (served if any
-    time is left); a permanent one moves it to `needs_reauth`. The failure is recorded in
-    the transaction and raised only after it commits.
+    Feishu refresh tokens are single-use, so the call is made holding the row lock (the one
+    Feishu call larkauth makes inside a transaction) and bounded twice: by the Feishu
+    timeout, and by REFRESH_LOCK_WAIT_SECONDS for those waiting on the lock. What a failure
+    does depends on its class (`Failure`); only a dead grant ends the authorization.
     """
     now = timezone.now()
-    with transaction.atomic():
-        session = (
-            UserAuthSession.objects.select_for_update(of=("self",))
-            .select_related("app")
-            .get(pk=session_pk)
-        )
-        if session.state != SessionState.COMPLETED or session.refresh_token is None:
-            raise AuthenticationRequiredError(
-                app_id=session.app.app_id, open_id=session.open_id, reason=session.state
+    try:
+        with transaction.atomic():
+            _bound_lock_wait()
+            session = (
+                # NO KEY UPDATE: audit rows (a foreign key to this row) can still be written.
+                UserAuthSession.objects.select_for_update(of=("self",), no_key=True)
+                .select_related("app")
+                .get(pk=session_pk)
             )
-        if not force and not needs_refresh(session, now):
-            return session  # another process refreshed while we waited for the lock
-        try:
-            token = client_for(session.app).refresh_user_token(session.refresh_token)
-        except FeishuError as exc:
-            error = _record_refresh_failure(session, exc, now, actor)
-        else:
+            if session.state != SessionState.COMPLETED or session.refresh_token is None:
+                raise AuthenticationRequiredError(
+                    app_id=session.app.app_id, open_id=session.open_id, reason=session.state
+                )
+            if not force and not needs_refresh(session, now):
+                return RefreshResult(RefreshOutcome.NOT_DUE, session)
+            try:
+                token = client_for(session.app).refresh_user_token(session.refresh_token)
+            except FeishuError as exc:
+                failure = _record_refresh_failure(session, exc, actor)
+                return RefreshResult(RefreshOutcome.FAILED, session, failure, exc)
             _store_refreshed(session, token, now, actor)
-            error = None
-    if error is not None:
-        raise error
-    return session
+            return RefreshResult(RefreshOutcome.REFRESHED, session)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        metrics.TOKEN_REFRESH.labels("lock_busy").inc()
+        return RefreshResult(RefreshOutcome.BUSY)
+
+
+# A refresh holds the row lock for at most one token call (FEISHU_HTTP_TIMEOUT). Those
+# waiting behind it give up sooner: a token request gets a clear 503 rather than a queue.
+REFRESH_LOCK_WAIT_SECONDS = 3
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _bound_lock_wait() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{REFRESH_LOCK_WAIT_SECONDS}s'")
 
 
 def _store_refreshed(session: UserAuthSession, token: UserToken, now: datetime, actor: str) -> None:
@@ -156,36 +237,54 @@ def _store_refreshed(session: UserAuthSession, token: UserToken, now: datetime, 
         session.refresh_token_expires_at = token.refresh_token_expires_at
     session.last_refreshed_at = now
     session.refresh_failures = 0
+    session.failure_reason = ""
     session.version += 1
     session.save()
     record_event(session, TokenEvent.Kind.REFRESHED, actor)
+    application_unflag(session.app)
     metrics.TOKEN_REFRESH.labels("success").inc()
 
 
-def _record_refresh_failure(
-    session: UserAuthSession, exc: FeishuError, now: datetime, actor: str
-) -> Exception | None:
-    """Store what the failure means; return the error for the caller, None to serve on."""
-    if exc.permanent:
+# A refresh that got no answer (a timeout, a dropped connection) may have been carried out
+# by Feishu: the rotated refresh token it answered with is lost.
+UNANSWERED = "refresh_unanswered"
+LOST_ROTATION = "lost_rotation"
+
+
+def _record_refresh_failure(session: UserAuthSession, exc: FeishuError, actor: str) -> Failure:
+    """Store what the failure means for this authorization (README "What happens when…")."""
+    failure = exc.failure
+    code = exc.code or exc.http_status
+    if failure is Failure.GRANT_DEAD:
+        lost = exc.code in ROTATED_CODES and session.failure_reason == UNANSWERED
         session.state = SessionState.NEEDS_REAUTH
-        session.failure_reason = f"refresh_failed:{exc.code or exc.http_status}"
+        session.failure_reason = LOST_ROTATION if lost else f"refresh_failed:{code}"
         session.access_token = None
         session.refresh_token = None
         session.version += 1
         session.save()
         record_event(session, TokenEvent.Kind.NEEDS_REAUTH, actor, code=exc.code)
-        metrics.TOKEN_REFRESH.labels("needs_reauth").inc()
+        metrics.TOKEN_REFRESH.labels(LOST_ROTATION if lost else "needs_reauth").inc()
         logger.warning("Authorization %s needs re-authorization: %s", session.pk, exc)
-        return AuthenticationRequiredError(
-            app_id=session.app.app_id, open_id=session.open_id, reason="needs_reauth"
-        )
+        return failure
+    record_event(session, TokenEvent.Kind.REFRESH_FAILED, actor, code=exc.code, failure=failure)
+    if failure is Failure.APP_MISCONFIGURED:
+        # Nothing is wrong with this authorization: leave it exactly as it is.
+        application_flag(session.app, exc)
+        metrics.TOKEN_REFRESH.labels("app_misconfigured").inc()
+        return failure
     session.refresh_failures += 1
-    session.save(update_fields=["refresh_failures", "updated_at"])
-    record_event(session, TokenEvent.Kind.REFRESH_FAILED, actor, code=exc.code)
-    metrics.TOKEN_REFRESH.labels("transient_failure").inc()
-    if session.token_valid_at(now):
-        return None
-    return TokenRefreshFailedError(str(exc))
+    if failure is Failure.USER_UNAVAILABLE:
+        session.failure_reason = f"user_unavailable:{code}"
+        metrics.TOKEN_REFRESH.labels("user_unavailable").inc()
+    else:
+        if exc.code is None and exc.http_status is None:
+            session.failure_reason = UNANSWERED
+        if failure is not Failure.TRANSIENT:
+            logger.error("Unexpected answer to the refresh of %s: %s", session.pk, exc)
+        metrics.TOKEN_REFRESH.labels("transient_failure").inc()
+    session.save(update_fields=["refresh_failures", "failure_reason", "updated_at"])
+    return failure
 
 
 def authorization_revoke(app: Application, open_id: str, actor: str = "") -> bool:
