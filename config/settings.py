@@ -170,6 +170,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "control_folder": str(_queue_dir / "control"),  # else ./control in the working dir
     }
+# Which queue tasks go to (workers: `-Q`). Eager runs every task in the process that
+# queues it: for tests and single-process development only.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -245,6 +249,10 @@ WEBSOCKET_FALLBACK_TO_HTTP = env_bool("WEBSOCKET_FALLBACK_TO_HTTP", True)
 WEBSOCKET_APPS_RESCAN_SECONDS = env_int("WEBSOCKET_APPS_RESCAN_SECONDS", 30)
 
 # --- REST API ----------------------------------------------------------------------------
+
+# Token requests with `wait` that may long-poll at once, per web process: keep it below the
+# process's threads (config/gunicorn.py) so other requests always find one free.
+TOKEN_WAIT_SLOTS = env_int("TOKEN_WAIT_SLOTS", 4)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

@@ -51,9 +51,6 @@ NOT_ACTED = {
         "你已有一个待处理的授权请求，请在那张卡片上操作",
         "You already have an open request on another card",
     ),
-    "card_update_failed": toast(
-        "error", "无法更新卡片，请稍后重试", "Could not update the card; please try again"
-    ),
 }
 STALE = NOT_ACTED["already_used"]
 

@@ -8,12 +8,18 @@ Schedules: `sessions_app.services.schedules`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
+from larkauth.errors import FeishuError
 from sessions_app import services
+from sessions_app.services import delivery
+
+logger = logging.getLogger(__name__)
 
 REFRESH_TIME_BUDGET = 200  # seconds of candidates per run; the rest is the next run's
 SYNC_TIME_BUDGET = 3000  # seconds of users per sync run; the next run resumes
@@ -49,3 +55,34 @@ def check_refresh_token_expiry() -> dict[str, Any]:
 @shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
 def flush_token_audit() -> int:
     return services.token_audit_flush()
+
+
+# --- The authorization card (services/delivery.py) ----------------------------------------
+
+# Five retries, 1 s doubling to 30 s with jitter: about a minute, well inside the card's
+# AUTH_SESSION_EXPIRY_SECONDS.
+CARD_RETRIES = 5
+
+
+def _retry_in(retries: int) -> int:
+    return get_exponential_backoff_interval(factor=1, retries=retries, maximum=30, full_jitter=True)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=CARD_RETRIES, soft_time_limit=50, time_limit=60)
+def send_auth_card(self: Any, session_id: str, reason: str | None, actor: str = "") -> None:
+    try:
+        delivery.card_send(session_id, reason, actor)
+    except FeishuError as exc:
+        if exc.retryable and self.request.retries < CARD_RETRIES:
+            raise self.retry(countdown=_retry_in(self.request.retries)) from exc
+        delivery.card_send_failed(session_id, exc)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=CARD_RETRIES, soft_time_limit=50, time_limit=60)
+def show_auth_card(self: Any, message_id: str) -> None:
+    try:
+        delivery.card_show(message_id)
+    except FeishuError as exc:
+        if exc.retryable and self.request.retries < CARD_RETRIES:
+            raise self.retry(countdown=_retry_in(self.request.retries)) from exc
+        logger.warning("Card %s not updated: %s", message_id, exc)

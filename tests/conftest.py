@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection
@@ -14,6 +15,17 @@ def _missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required in CI but not configured", pytrace=False)
     pytest.skip(f"{what} not reachable on this machine (CI runs it)")
+
+
+@pytest.fixture(autouse=True)
+def celery_tasks_run_at_once(request) -> Iterator[None]:
+    """Tasks the code under test queues (card sends and updates) run at once, in this
+    process. Tests of real workers start them as processes of their own, unaffected."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
 
 
 @pytest.fixture
@@ -32,8 +44,11 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def lark(settings, sandbox, db):
-    """The sandbox's test app as larkauth's application, and an API key for it."""
+def lark(settings, sandbox, transactional_db):
+    """The sandbox's test app as larkauth's application, and an API key for it.
+
+    Transactional: cards are sent and updated once a change commits (on_commit), as in
+    production, so the test's changes must really commit."""
     from tests.flow.helpers import LarkEnv
 
     return LarkEnv.create(settings, sandbox)

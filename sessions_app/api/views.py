@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -20,6 +22,10 @@ from sessions_app.api.permissions import actor, caller, require_app_access
 from sessions_app.models import Application, SessionState, UserAuthSession
 
 WAIT_POLL_SECONDS = 0.25
+# Each long-poll holds a web thread: past TOKEN_WAIT_SLOTS at once in this process, `wait`
+# answers at once (404 with the session, as when a wait ends), so health checks and token
+# reads always find a free thread.
+_wait_slots = threading.BoundedSemaphore(settings.TOKEN_WAIT_SLOTS)
 
 
 def _app_for(request: Request, app_id: str | None) -> Application:
@@ -91,16 +97,21 @@ def _wait_for_authorization(
     actor_name: str,
 ) -> services.ActiveToken | None:
     """Long-poll (bounded by `wait` ≤ 30 s) until the user finishes the card's flow."""
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        current = UserAuthSession.objects.filter(pk=session.pk).values_list("state", flat=True)
-        state = current.first()
-        if state == SessionState.COMPLETED:
-            return _issue(app, who, actor_name)
-        if state != SessionState.PENDING:
-            return None
-        time.sleep(WAIT_POLL_SECONDS)
-    return None
+    if not _wait_slots.acquire(blocking=False):
+        return None
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            current = UserAuthSession.objects.filter(pk=session.pk).values_list("state", flat=True)
+            state = current.first()
+            if state == SessionState.COMPLETED:
+                return _issue(app, who, actor_name)
+            if state != SessionState.PENDING:
+                return None
+            time.sleep(WAIT_POLL_SECONDS)
+        return None
+    finally:
+        _wait_slots.release()
 
 
 class AuthSessionCreateView(APIView):

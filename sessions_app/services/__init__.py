@@ -12,7 +12,6 @@ from sessions_app.services.authorization import (
     authorization_complete,
     authorization_reject,
     authorization_start,
-    card_send,
     session_expire,
     sessions_expire_stale,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "authorization_revoke",
     "authorization_start",
     "beat_schedules_ensure",
-    "card_send",
     "get_active_token",
     "processed_events_delete_old",
     "refresh_token_expiry_check",

@@ -31,9 +31,21 @@ from django.db import connection, transaction
 
 from larkauth.redis_client import OptionalRedis
 from sessions_app.models import ProcessedEvent, TokenEvent, UserAuthSession
-from sessions_app.services.authorization import record_event
 
 logger = logging.getLogger(__name__)
+
+
+def record_event(session: UserAuthSession, kind: str, actor: str = "", **detail: Any) -> TokenEvent:
+    """One audit row, written now, in the caller's transaction."""
+    return TokenEvent.objects.create(
+        session=session,
+        app_id=session.app_id,
+        open_id=session.open_id,
+        kind=kind,
+        actor=actor,
+        detail=detail,
+    )
+
 
 FLUSH_BATCH = 2000
 REDIS_RETRY_SECONDS = 15.0

@@ -36,6 +36,10 @@ from sessions_app.models import (
     TokenEvent,
     UserAuthSession,
 )
+from sessions_app.services.audit import record_event
+from sessions_app.services.delivery import card_send_later, card_show_later
+
+__all__ = ["record_event"]  # re-exported: imported from here by older modules
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +67,6 @@ def callback_url() -> str:
 
 def start_url(session: UserAuthSession) -> str:
     return cards.oauth_start_url(settings.LARKAUTH_PUBLIC_URL, str(session.pk))
-
-
-def record_event(session: UserAuthSession, kind: str, actor: str = "", **detail: Any) -> TokenEvent:
-    return TokenEvent.objects.create(
-        session=session,
-        app_id=session.app_id,
-        open_id=session.open_id,
-        kind=kind,
-        actor=actor,
-        detail=detail,
-    )
 
 
 # --- Opening a session -------------------------------------------------------------------
@@ -132,7 +125,7 @@ def auth_request(
         return AuthRequestResult(session=pending, created=False)
 
     if method == AuthMethod.CARD:
-        card_send(session, actor=actor, reason=reason or _reauth_reason(app, open_id))
+        card_send_later(session, reason or reauth_reason(app, open_id), actor)
     return AuthRequestResult(session=session, created=True)
 
 
@@ -161,7 +154,7 @@ def _session_create(
 def _card_sent_since_last_grant(
     app: Application, open_id: str, now: datetime
 ) -> UserAuthSession | None:
-    """A card sent within AUTH_REAUTH_CARD_INTERVAL and after the user's last grant."""
+    """A card delivered within AUTH_REAUTH_CARD_INTERVAL and after the user's last grant."""
     rows = UserAuthSession.objects.filter(app=app, open_id=open_id)
     since = now - timedelta(seconds=settings.AUTH_REAUTH_CARD_INTERVAL)
     last_grant = rows.aggregate(Max("completed_at"))["completed_at__max"]
@@ -169,12 +162,13 @@ def _card_sent_since_last_grant(
         since = last_grant
     return (
         rows.filter(auth_method=AuthMethod.CARD, created_at__gt=since)
+        .exclude(message_id="")  # only cards Feishu delivered count
         .order_by("-created_at")
         .first()
     )
 
 
-def _reauth_reason(app: Application, open_id: str) -> cards.ReauthReason | None:
+def reauth_reason(app: Application, open_id: str) -> cards.ReauthReason | None:
     previous = (
         UserAuthSession.objects.filter(
             app=app, open_id=open_id, state__in=[SessionState.NEEDS_REAUTH, SessionState.REVOKED]
@@ -221,36 +215,6 @@ def _check_rate_limit(app: Application, open_id: str, now: datetime) -> None:
     if len(recent) >= settings.AUTH_REQUEST_RATE_LIMIT:
         retry_after = max(1, int((recent[0] - window_start).total_seconds()) + 1)
         raise RateLimitedError(retry_after=retry_after)
-
-
-def card_send(
-    session: UserAuthSession, *, actor: str = "", reason: cards.ReauthReason | None = None
-) -> None:
-    """Send the authorization card and keep its message_id so the card can be updated."""
-    try:
-        sent = client_for(session.app).send_card(
-            session.open_id,
-            cards.authorization_request_from_settings(str(session.pk), reason=reason),
-            dedupe_key=str(session.pk),
-        )
-    except FeishuError as exc:
-        _fail(session, "card_send_failed", detail=str(exc.code or exc.http_status))
-        raise
-    with transaction.atomic():
-        UserAuthSession.objects.filter(pk=session.pk).update(message_id=sent.message_id)
-        session.message_id = sent.message_id
-        record_event(session, TokenEvent.Kind.CARD_SENT, actor)
-
-
-def card_update(session: UserAuthSession, card: dict[str, Any]) -> None:
-    """Update the session's card in place. Called after the state change has committed;
-    a failure here never undoes it."""
-    if not session.message_id:
-        return
-    try:
-        client_for(session.app).patch_card(session.message_id, card)
-    except FeishuError as exc:
-        logger.warning("Could not update card of session %s: %s", session.pk, exc)
 
 
 # --- OAuth --------------------------------------------------------------------------------
@@ -308,8 +272,14 @@ def _blocked(session: UserAuthSession, reason: str) -> AuthFlowError:
     return AuthFlowError(reason, session)
 
 
+# Longest a callback takes from consuming the state to storing the tokens: the code exchange
+# and the user-info call, each bounded by FEISHU_HTTP_TIMEOUT and their retries.
+EXCHANGE_TIME = timedelta(minutes=2)
+
+
 def _consume_state(state: str) -> tuple[UserAuthSession, str]:
     """Take the state's verifier exactly once: a replay or a concurrent callback finds it gone."""
+    now = timezone.now()
     with transaction.atomic():
         session = (
             UserAuthSession.objects.select_for_update(of=("self",))
@@ -322,8 +292,10 @@ def _consume_state(state: str) -> tuple[UserAuthSession, str]:
         verifier = session.pkce_verifier
         blocked = "already_used" if verifier is None else _blocked_reason(session)
         if blocked is None:
+            # From here the exchange finishes: expiry must not take the session meanwhile.
             session.pkce_verifier = None
-            session.save(update_fields=["pkce_verifier", "updated_at"])
+            session.expires_at = max(session.expires_at or now, now + EXCHANGE_TIME)
+            session.save(update_fields=["pkce_verifier", "expires_at", "updated_at"])
     if blocked is not None or verifier is None:
         raise _blocked(session, blocked or "already_used")
     return session, verifier
@@ -348,7 +320,7 @@ def authorization_complete(state: str, code: str) -> UserAuthSession:
     except FeishuError as exc:
         raise _fail(session, "feishu_error") from exc
     if session.open_id and info.open_id != session.open_id:
-        raise _fail(session, "wrong_user", card=cards.wrong_user(session_id=str(session.pk)))
+        raise _fail(session, "wrong_user")
 
     now = timezone.now()
     with transaction.atomic():
@@ -379,9 +351,9 @@ def authorization_complete(state: str, code: str) -> UserAuthSession:
         session.version += 1
         session.save()
         record_event(session, TokenEvent.Kind.COMPLETED, f"user:{info.open_id}")
+        card_show_later(session)
     metrics.AUTH_SESSIONS.labels(session.app.app_id, "completed").inc()
     metrics.AUTH_SESSION_DURATION.observe((now - session.created_at).total_seconds())
-    card_update(session, cards.authorized(user_name=session.user_name, when=now))
     return session
 
 
@@ -416,21 +388,15 @@ def authorization_reject(
             session.version += 1
             session.save()
             record_event(session, TokenEvent.Kind.REJECTED, actor or f"user:{session.open_id}")
+            card_show_later(session)
     if blocked is not None:
         raise _blocked(session, blocked)
     metrics.AUTH_SESSIONS.labels(session.app.app_id, "rejected").inc()
     metrics.AUTH_FAILURES.labels("user_rejected").inc()
-    card_update(session, cards.declined(session_id=str(session.pk)))
     return session
 
 
-def _fail(
-    session: UserAuthSession,
-    reason: str,
-    *,
-    card: dict[str, Any] | None = None,
-    detail: str = "",
-) -> AuthFlowError:
+def session_fail(session: UserAuthSession, reason: str, *, detail: str = "") -> AuthFlowError:
     """Mark the session failed (if still pending) and return the error to raise."""
     with transaction.atomic():
         locked = UserAuthSession.objects.select_for_update().get(pk=session.pk)
@@ -441,13 +407,19 @@ def _fail(
             locked.version += 1
             locked.save()
             record_event(locked, TokenEvent.Kind.FAILED, "", reason=reason, detail=detail)
+            card_show_later(locked)
     metrics.AUTH_SESSIONS.labels(session.app.app_id, "failed").inc()
-    metrics.AUTH_FAILURES.labels(reason if reason in _METRIC_REASONS else "unknown_error").inc()
-    card_update(session, card or cards.failed(session_id=str(session.pk), reason=reason))
+    metrics.AUTH_FAILURES.labels(_METRIC_REASONS.get(reason, "unknown_error")).inc()
     return AuthFlowError(reason, session)
 
 
-_METRIC_REASONS = {"code_expired", "missing_code", "state_invalid", "wrong_user", "feishu_error"}
+_fail = session_fail
+
+
+_METRIC_REASONS = {
+    **{r: r for r in ("code_expired", "missing_code", "state_invalid", "wrong_user")},
+    **dict.fromkeys(("feishu_error", "card_send_failed", "user_unreachable"), "feishu_error"),
+}
 
 
 # --- Expiry -------------------------------------------------------------------------------
@@ -455,16 +427,20 @@ _METRIC_REASONS = {"code_expired", "missing_code", "state_invalid", "wrong_user"
 
 def session_expire(session: UserAuthSession) -> bool:
     """Pending past its time → expired, card updated with a Request again button."""
-    updated = UserAuthSession.objects.filter(pk=session.pk, state=SessionState.PENDING).update(
-        state=SessionState.EXPIRED,
-        pkce_verifier=None,
-        failure_reason="expired",
-        updated_at=timezone.now(),
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        # The same predicate as the caller's: a callback that consumed the state meanwhile
+        # moved expires_at on, and is left to finish.
+        updated = UserAuthSession.objects.filter(
+            pk=session.pk, state=SessionState.PENDING, expires_at__lte=now
+        ).update(
+            state=SessionState.EXPIRED, pkce_verifier=None, failure_reason="expired", updated_at=now
+        )
+        if updated:
+            record_event(session, TokenEvent.Kind.EXPIRED, "system")
+            card_show_later(session)
     if updated:
-        record_event(session, TokenEvent.Kind.EXPIRED, "system")
         metrics.AUTH_SESSIONS.labels(session.app.app_id, "expired").inc()
-        card_update(session, cards.expired(session_id=str(session.pk)))
     return bool(updated)
 
 
@@ -489,8 +465,8 @@ def auth_request_again(session_id: Any, operator_open_id: str, actor: str = "") 
     Raises `AuthFlowError` with the reason the button cannot act: `not_found`,
     `not_recipient` (someone else clicked a forwarded card), `still_pending` (the card's
     request is still open), `already_requested` (a double click), `already_authorized`,
-    `already_used`, `pending_elsewhere` (another card is waiting), `card_update_failed`;
-    `RateLimitedError` past AUTH_REQUEST_RATE_LIMIT.
+    `already_used`, `pending_elsewhere` (another card is waiting); `RateLimitedError` past
+    AUTH_REQUEST_RATE_LIMIT. The card is patched once this commits (services/delivery.py).
     """
     with transaction.atomic():
         # The old row stays locked until the new session exists: a double click waits,
@@ -540,14 +516,8 @@ def auth_request_again(session_id: Any, operator_open_id: str, actor: str = "") 
             # A token request sent this user a card a moment ago.
             raise AuthFlowError("pending_elsewhere", old) from None
         record_event(session, TokenEvent.Kind.CREATED, actor, method="card", replaces=str(old.pk))
-    card = cards.authorization_request_from_settings(
-        str(session.pk), reason=_reauth_reason(app, open_id)
-    )
-    try:
-        client_for(app).patch_card(session.message_id, card)
-    except FeishuError as exc:
-        raise _fail(session, "card_update_failed", detail=str(exc.code or exc.http_status)) from exc
-    record_event(session, TokenEvent.Kind.CARD_SENT, actor, reused_message=True)
+        record_event(session, TokenEvent.Kind.CARD_SENT, actor, reused_message=True)
+        card_show_later(session)
     return session
 
 

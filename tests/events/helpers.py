@@ -87,7 +87,7 @@ def open_card(lark: LarkEnv, user: dict[str, Any]) -> UserAuthSession:
     result = auth_request(lark.app, UserRef(open_id=user["open_id"]), actor="test")
     assert result.created
     assert result.session is not None
-    return result.session
+    return UserAuthSession.objects.get(pk=result.session.pk)  # with the card's message_id
 
 
 def card_history(sandbox: Sandbox, message_id: str) -> list[dict[str, Any]]:
@@ -153,6 +153,8 @@ def listener_env(sandbox: Sandbox, settings: Any, **extra: str) -> dict[str, str
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "console",
+        # No Celery worker here: the card updates a click causes run in the listener.
+        "CELERY_TASK_ALWAYS_EAGER": "true",
         **extra,
     }
 

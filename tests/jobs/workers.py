@@ -107,6 +107,7 @@ def running_workers(count: int, redis_url: str, sandbox_url: str, logs: Path) ->
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": workers.broker_url,
+        "CELERY_TASK_DEFAULT_QUEUE": workers.queue,  # tasks the jobs queue (card sends) too
         "REDIS_URL": redis_url,
         "LARK_DOMAIN": sandbox_url,
         "LARK_ACCOUNTS_DOMAIN": sandbox_url,
