@@ -37,7 +37,7 @@ from sessions_app.models import (
     UserAuthSession,
 )
 from sessions_app.services.audit import record_event
-from sessions_app.services.delivery import card_send_later, card_show_later
+from sessions_app.services.delivery import card_send_later, card_send_now, card_show_later
 
 __all__ = ["record_event"]  # re-exported: imported from here by older modules
 
@@ -81,6 +81,7 @@ def auth_request(
     prompted: bool = False,
     reason: cards.ReauthReason | None = None,
     actor: str = "",
+    send_now: bool = False,
 ) -> AuthRequestResult:
     """Open an authorization session for a user, or return what already exists.
 
@@ -90,6 +91,9 @@ def auth_request(
     Already authorized (and not `force`): the authorization. A pending card session: that
     one, no second card. `prompted` (a token request asked for a card): at most one card per
     user per AUTH_REAUTH_CARD_INTERVAL, so a caller retrying in a loop never spams a user.
+
+    The card is sent by a task once this commits; `send_now` (callers that are background
+    jobs themselves) sends it in this call and raises `FeishuError` if it was not delivered.
     """
     open_id = user_resolve_open_id(app, who)
     now = timezone.now()
@@ -125,7 +129,11 @@ def auth_request(
         return AuthRequestResult(session=pending, created=False)
 
     if method == AuthMethod.CARD:
-        card_send_later(session, reason or reauth_reason(app, open_id), actor)
+        reason = reason or reauth_reason(app, open_id)
+        if send_now:
+            card_send_now(session, reason, actor)
+        else:
+            card_send_later(session, reason, actor)
     return AuthRequestResult(session=session, created=True)
 
 

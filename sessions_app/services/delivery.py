@@ -50,6 +50,17 @@ def card_show_later(session: UserAuthSession) -> None:
     transaction.on_commit(lambda: _enqueue(tasks.show_auth_card, args, fallback=card_show))
 
 
+def card_send_now(
+    session: UserAuthSession, reason: cards.ReauthReason | None, actor: str = ""
+) -> None:
+    """Send the card in this call (a background job's own sends). Raises `FeishuError`."""
+    try:
+        card_send(str(session.pk), reason.value if reason else None, actor)
+    except FeishuError as exc:
+        card_send_failed(str(session.pk), exc)
+        raise
+
+
 def _enqueue(task: Any, args: tuple[Any, ...], *, fallback: Callable[..., None]) -> None:
     """Queue the task; with the broker down, do the work once in a thread of this process so
     the user still gets the card."""

@@ -289,6 +289,7 @@ def _send_reauth_card(app: Application, ending: Ending) -> bool:
             force=True,
             reason=ReauthReason.ENDING,
             actor="expiry",
+            send_now=True,  # this job is off the request path; it counts what failed
         )
     except LarkauthError as exc:
         logger.warning("Re-authorization card to %s not sent: %s", ending.session.open_id, exc)
