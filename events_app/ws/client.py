@@ -9,9 +9,11 @@ ClientConfig it honours), split payloads, the ack frame. It replaces three thing
   and every other frame. After `run()` is told to stop, new frames get no ack: Feishu
   delivers them again, to a live client.
 - the connection lifecycle: `run()` instead of `start()`. The SDK reconnects at the
-  server's fixed interval (120 s), forever; `run()` backs off exponentially with jitter,
-  gives up after `max_retries`, and stops cleanly. `_open()` is the SDK's `_connect`
-  with endpoint discovery (a `requests.post` without timeout) off the loop and bounded.
+  server's fixed interval (120 s), and gives up for good on a `ClientException` (bad
+  credentials, connection limit); `run()` backs off exponentially with jitter, longer
+  after a refusal, never gives up, reports each change (`report`), and stops cleanly.
+  `_open()` is the SDK's `_connect` with endpoint discovery (a `requests.post` without
+  timeout) off the loop and bounded.
 - `_receive_message_loop`: a closed connection is reported to `run()` rather than
   reconnected by the SDK; frame tasks are tracked so a stop can let them finish.
 
@@ -25,6 +27,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -51,22 +54,25 @@ from lark_oapi.ws.model import ClientConfig
 from websockets.exceptions import InvalidHandshake
 
 from events_app import metrics
-from events_app.ws.backoff import Backoff
+from events_app.models import ListenerConnection
+from events_app.ws.backoff import SLOW, TRANSIENT, Backoff
+from larkauth.redaction import MARKER, redact
 
 logger = logging.getLogger(__name__)
 
+Status = ListenerConnection.Status
 T = TypeVar("T")
 # Handles one event payload in a worker thread; returns the answer to put in the ack.
 FrameHandler = Callable[[bytes], dict[str, Any]]
+# Told each change of the connection: status, failed attempts in a row, why (redacted).
+Report = Callable[[str, int, str], None]
 
 HANDLED_FRAME_TYPES = frozenset({MessageType.EVENT.value, MessageType.CARD.value})
 ENDPOINT_TIMEOUT_SECONDS = 15.0
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 DRAIN_TIMEOUT_SECONDS = 10.0
-
-
-class ReconnectsExhausted(Exception):
-    """The connection could not be (re)established within the allowed attempts."""
+MIN_SECRET_TO_MASK = 6
+_URL_QUERY = re.compile(r"(\w+://[^\s?'\"]*)\?[^\s'\"]*")
 
 
 class ListenerClient(sdk.Client):
@@ -80,6 +86,7 @@ class ListenerClient(sdk.Client):
         executor: Executor,
         max_retries: int,
         heartbeat_interval: int,
+        report: Report,
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(
@@ -90,7 +97,8 @@ class ListenerClient(sdk.Client):
         self._max_retries = max_retries
         self._heartbeat_interval = heartbeat_interval
         self._ping_interval = heartbeat_interval
-        self._backoff = backoff or Backoff()
+        self._report = report
+        self._backoff = backoff or TRANSIENT
         self._stopping = False
         self._lost = asyncio.Event()
         self._frame_tasks: set[asyncio.Task[None]] = set()
@@ -103,55 +111,73 @@ class ListenerClient(sdk.Client):
     # --- lifecycle --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold the connection until `stop` is set.
+        """Hold the connection until `stop` is set, retrying for as long as it takes.
 
-        Raises `ReconnectsExhausted` after `max_retries` failed attempts in a row, and the
-        SDK's `ClientException` when Feishu refuses for good (bad credentials, too many
-        connections), which retrying cannot fix.
+        A transient failure (network, timeout, Feishu busy) is retried after 1, 2, 4 … 60 s,
+        so the connection is back within a minute of an outage's end; a refusal
+        (`ClientException`: bad credentials, connection limit, app disabled) after 30 s …
+        10 min: trying sooner would not help, and the listener reconnects at once when the
+        application is changed in admin. Each change is reported: `connected`,
+        `backing_off` (a failed attempt or a lost connection), `failed` (`max_retries`
+        failed attempts in a row; still retried), `stopped`.
         """
         status = metrics.WEBSOCKET_CONNECTION_STATUS.labels(self.app_id)
         status.set(0)
         pinger = asyncio.get_running_loop().create_task(self._ping_loop())
-        attempt = 0  # reconnection attempts since the last good connection
+        failures = 0  # failed attempts since the last good connection
         try:
             while True:
                 try:
                     if not await self._open_unless_stopped(stop):
                         return
-                except ClientException:
-                    raise
                 except Exception as exc:
-                    logger.warning("Long connection of %s failed: %s", self.app_id, _brief(exc))
-                    if attempt >= self._max_retries:
-                        raise ReconnectsExhausted(
-                            f"Giving up on the long connection of {self.app_id} after "
-                            f"{attempt} reconnection attempts (last error: {_brief(exc)})"
-                        ) from exc
+                    failures += 1
+                    failed = failures >= self._max_retries
+                    refused = isinstance(exc, ClientException)
+                    delay = (SLOW if refused else self._backoff).delay(failures)
+                    error = self._describe(exc)
+                    self._report(Status.FAILED if failed else Status.BACKING_OFF, failures, error)
+                    logger.warning(
+                        "Long connection of %s failed (%d in a row%s): %s; retrying in %.0f s",
+                        self.app_id,
+                        failures,
+                        ", counts as failed" if failed else "",
+                        error,
+                        delay,
+                    )
                 else:
-                    attempt = 0
+                    failures = 0
                     status.set(1)
+                    self._report(Status.CONNECTED, 0, "")
                     logger.info("Long connection of %s is up (conn %s)", self.app_id, self._conn_id)
                     await _first_of(stop.wait(), self._lost.wait())
                     status.set(0)
                     if stop.is_set():
                         return
-                    logger.warning("Long connection of %s was lost", self.app_id)
-                attempt += 1
+                    delay = self._backoff.delay(1)
+                    self._report(Status.BACKING_OFF, 0, "the connection was lost")
+                    logger.warning(
+                        "Long connection of %s was lost; reconnecting in %.1f s",
+                        self.app_id,
+                        delay,
+                    )
                 metrics.WEBSOCKET_RECONNECTS.labels(self.app_id).inc()
-                delay = self._backoff.delay(attempt)
-                logger.info(
-                    "Reconnecting %s in %.1f s (attempt %d of %d)",
-                    self.app_id,
-                    delay,
-                    attempt,
-                    self._max_retries,
-                )
                 if await _stopped_within(stop, delay):
                     return
         finally:
             status.set(0)
             pinger.cancel()
             await self._drain_and_close()
+            self._report(Status.STOPPED, failures, "")
+
+    def _describe(self, exc: BaseException) -> str:
+        """Why an attempt failed, fit for logs and admin: no secrets, no connection URLs."""
+        text = _URL_QUERY.sub(r"\1", redact(_brief(exc)))
+        if len(self._app_secret) >= MIN_SECRET_TO_MASK:
+            text = text.replace(self._app_secret, MARKER)
+        if isinstance(exc, ClientException):
+            text = f"Feishu refused the connection: {text}"
+        return text
 
     async def _open_unless_stopped(self, stop: asyncio.Event) -> bool:
         """Open the connection; False when `stop` came first (the attempt is abandoned)."""
@@ -165,9 +191,7 @@ class ListenerClient(sdk.Client):
         return True
 
     async def _open(self) -> None:
-        url = await asyncio.wait_for(
-            _in_daemon_thread(self._get_conn_url), ENDPOINT_TIMEOUT_SECONDS
-        )
+        url = await asyncio.wait_for(in_daemon_thread(self._get_conn_url), ENDPOINT_TIMEOUT_SECONDS)
         url = sdk.build_connection_url(url, self._connection_host)
         query = parse_qs(urlparse(url).query)
         try:
@@ -270,7 +294,7 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-def _in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
     """`work()` in a daemon thread: a call that hangs cannot keep the process from exiting
     (an executor's threads are joined at exit)."""
     loop = asyncio.get_running_loop()

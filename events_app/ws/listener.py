@@ -9,9 +9,17 @@ Started without `--app`, it follows the applications table: every
 WEBSOCKET_APPS_RESCAN_SECONDS it connects applications added or re-activated, reconnects
 those whose id, secret or domain changed, and closes those deactivated or deleted.
 
-If one application's connection cannot be restored, the whole process stops with a
-non-zero status, so the supervisor restarts it and the operator sees it. SIGTERM and
-SIGINT stop it cleanly: frames being handled finish and are acknowledged, then exit 0.
+Applications are isolated: each connection backs off and retries on its own (see
+`ListenerClient.run`) while the others stay connected, and its state is reported in the
+log, in `larkauth_websocket_connection_status` / `_reconnects_total`, and in admin
+(`ListenerConnection`, with a heartbeat; see `status`). Exit status:
+
+- 0 after SIGTERM or SIGINT: frames being handled finish and are acknowledged first.
+- 1 when started with `--app` and every one of its applications has failed
+  (WEBSOCKET_MAX_RECONNECT_RETRIES attempts in a row), so the supervisor sees it; or on
+  an unexpected error. Following the applications table (no `--app`), a failing
+  application never ends the process: a restart would fail the same way, and the fix
+  (usually in admin) is picked up by the running process.
 """
 
 from __future__ import annotations
@@ -29,13 +37,15 @@ from functools import partial
 import lark_oapi.ws.client as sdk
 from django.conf import settings
 from django.db import close_old_connections
-from lark_oapi.ws.exception import ClientException
 from prometheus_client import multiprocess
 
 from events_app import metrics, toasts
 from events_app.dispatcher import dispatch
 from events_app.envelope import Event, MalformedEvent, json_object
-from events_app.ws.client import ListenerClient, ReconnectsExhausted
+from events_app.ws import status
+from events_app.ws.client import ListenerClient
+from events_app.ws.status import StatusBoard
+from larkauth.redaction import redact
 from sessions_app.models import Application
 
 logger = logging.getLogger(__name__)
@@ -46,12 +56,12 @@ HANDLER_THREADS = 4
 
 
 class ListenerFailed(Exception):
-    """A connection was given up on; the message says which and why."""
+    """The listener gave up (see the exit status above); the message says why."""
 
 
 def run(apps: list[Application], *, follow: bool = False) -> None:
     """Serve until SIGTERM/SIGINT; `follow`: keep to the active applications as they change.
-    Raises `ListenerFailed` when a connection is given up."""
+    Raises `ListenerFailed` when, not following, every application has failed."""
     loop = sdk.loop
     asyncio.set_event_loop(loop)
     try:
@@ -94,10 +104,19 @@ def _identity(app: Application) -> tuple[str, ...]:
     return (app.app_id, secret, app.api_base_url)
 
 
-def _active_applications() -> list[Application]:
+def _active_applications() -> list[Application] | None:
+    """The applications to serve now; None when the database cannot say (the connections
+    are then kept as they are)."""
     close_old_connections()
     try:
         return list(Application.objects.filter(is_active=True).order_by("app_id"))
+    except Exception as exc:  # the database, or a value it cannot decrypt
+        logger.warning(
+            "Could not read the applications, keeping the connections: %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+        return None
     finally:
         close_old_connections()
 
@@ -108,11 +127,13 @@ async def _serve(apps: list[Application], follow: bool) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
     executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="ws-handler")
+    board = StatusBoard(status.listener_id(), settings.WEBSOCKET_HEARTBEAT_INTERVAL)
+    recorder = asyncio.create_task(board.keep_recorded())
     connections: dict[tuple[str, ...], _Connection] = {}
 
     def connect(app: Application) -> None:
         own_stop = asyncio.Event()
-        task = asyncio.create_task(_client(app, executor).run(own_stop))
+        task = asyncio.create_task(_client(app, executor, board).run(own_stop))
         connections[_identity(app)] = _Connection(app.app_id, own_stop, task)
 
     for app in apps:
@@ -121,25 +142,33 @@ async def _serve(apps: list[Application], follow: bool) -> None:
     try:
         while not stop.is_set():
             tasks = {connection.task for connection in connections.values()}
-            timeout = settings.WEBSOCKET_APPS_RESCAN_SECONDS if follow else None
             await asyncio.wait(
-                tasks | {stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                tasks | {stopped},
+                timeout=settings.WEBSOCKET_APPS_RESCAN_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            failed = [c for c in connections.values() if c.task.done() and c.task.exception()]
-            if failed:
-                raise ListenerFailed("; ".join(_failure(c.app_id, c.task) for c in failed))
+            # Clients retry every failure themselves: a task that raised is a bug.
+            crashed = [c for c in connections.values() if c.task.done() and c.task.exception()]
+            if crashed:
+                raise ListenerFailed("; ".join(_failure(c.app_id, c.task) for c in crashed))
             for identity in [i for i, c in connections.items() if c.task.done()]:
                 connections.pop(identity)  # ended without being asked: reopened on follow
+            if not follow and board.all_failed(apps):
+                raise ListenerFailed(_giving_up(apps, board))
             if not connections and not follow:
                 break
             if follow and not stop.is_set():
                 current = await loop.run_in_executor(executor, _active_applications)
-                await _follow(connections, {_identity(app): app for app in current}, connect)
+                if current is not None:
+                    await _follow(connections, {_identity(app): app for app in current}, connect)
     finally:
         for connection in connections.values():
             connection.stop.set()
         stop.set()
         await asyncio.wait([c.task for c in connections.values()] + [stopped])
+        board.close()
+        await asyncio.wait({recorder}, timeout=status.FINAL_WRITE_SECONDS)
+        recorder.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         executor.shutdown(wait=True)
@@ -165,7 +194,7 @@ async def _follow(
             connect(app)
 
 
-def _client(app: Application, executor: ThreadPoolExecutor) -> ListenerClient:
+def _client(app: Application, executor: ThreadPoolExecutor, board: StatusBoard) -> ListenerClient:
     return ListenerClient(
         app.app_id,
         app.app_secret,
@@ -174,6 +203,7 @@ def _client(app: Application, executor: ThreadPoolExecutor) -> ListenerClient:
         executor=executor,
         max_retries=settings.WEBSOCKET_MAX_RECONNECT_RETRIES,
         heartbeat_interval=settings.WEBSOCKET_HEARTBEAT_INTERVAL,
+        report=partial(board.report, app),
     )
 
 
@@ -183,10 +213,15 @@ def _request_stop(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
+def _giving_up(apps: list[Application], board: StatusBoard) -> str:
+    failures = "; ".join(
+        f"{app.app_id}, failed attempts in a row: {state.failures} ({state.last_error})"
+        for app in apps
+        if (state := board.state(app)) is not None
+    )
+    return f"Giving up on the long connections: {failures}"
+
+
 def _failure(app_id: str, task: asyncio.Task[None]) -> str:
     exc = task.exception()
-    if isinstance(exc, ReconnectsExhausted):
-        return str(exc)
-    if isinstance(exc, ClientException):
-        return f"Feishu refused the long connection of {app_id} for good ({exc})"
-    return f"The long connection of {app_id} failed: {type(exc).__name__}: {exc}"
+    return f"The long connection of {app_id} failed: {type(exc).__name__}: {redact(str(exc))}"

@@ -4,12 +4,20 @@ the sandbox's long-connection server and the test database."""
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection, transaction
 
-from sessions_app.models import Application, ProcessedEvent, SessionState, TokenEvent
+from sessions_app.models import (
+    Application,
+    ProcessedEvent,
+    SessionState,
+    TokenEvent,
+    UserAuthSession,
+)
 from tests.events.helpers import (
     CONNECT_WAIT_MS,
     card_action,
@@ -129,20 +137,22 @@ def test_after_a_dropped_connection_it_reconnects_and_handles_the_next_event(lar
     assert pushed["ack"]["code"] == 200
     session.refresh_from_db()
     assert session.state == SessionState.REJECTED
-    assert "Reconnecting cli_test_app" in listener.output()
+    assert "Long connection of cli_test_app was lost" in listener.output()
     assert scrape(metrics_port, "larkauth_websocket_reconnects_total", **up) == 1
     assert scrape(metrics_port, "larkauth_websocket_connection_status", **up) == 1
 
 
 def test_sigterm_finishes_the_event_at_hand_and_exits_0(lark, listener):
     session = open_card(lark, lark.sandbox.alice)
-    lark.sandbox.clear_calls()
-    # Feishu answers the card update slowly: SIGTERM arrives while the event is handled.
-    lark.sandbox.add_fault("message_patch", latency_ms=1500)
 
-    pushed = lark.sandbox.ws_push(lark.app.app_id, decline(session))
-    wait_for(lambda: lark.sandbox.calls(api="message_patch"), what="the card update")
-    returncode = listener.stop(signal.SIGTERM)
+    with transaction.atomic():
+        # The test holds the session's row: SIGTERM arrives while the event is handled.
+        UserAuthSession.objects.select_for_update().get(pk=session.pk)
+        pushed = lark.sandbox.ws_push(lark.app.app_id, decline(session))
+        wait_for(_a_backend_waits_on_a_lock, what="the handler to wait for the session row")
+        listener.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the listener is stopping, the event still at hand
+    returncode = listener.process.wait(timeout=20)
 
     assert returncode == 0, listener.output()[-3000:]
     [recorded] = lark.sandbox.ws_acks(message_id=pushed["message_id"])
@@ -153,29 +163,82 @@ def test_sigterm_finishes_the_event_at_hand_and_exits_0(lark, listener):
     assert lark.sandbox.ws_connections(lark.app.app_id) == []
 
 
-def test_it_exits_non_zero_when_reconnection_attempts_run_out(lark, start):
-    listener = start(WEBSOCKET_MAX_RECONNECT_RETRIES="2")
+def test_with_app_it_exits_non_zero_once_its_reconnection_attempts_run_out(lark, start):
+    listener = start(
+        "--app",
+        lark.app.app_id,
+        WEBSOCKET_MAX_RECONNECT_RETRIES="2",
+        WEBSOCKET_APPS_RESCAN_SECONDS="1",
+    )
     lark.sandbox.add_fault("ws_connect", code=1, times=-1)  # every handshake refused
     lark.sandbox.clear_calls()
 
     lark.sandbox.ws_drop(lark.app.app_id)
     returncode = listener.process.wait(timeout=30)
 
-    assert returncode != 0
+    assert returncode == 1
     output = listener.output()
-    assert "Giving up on the long connection of cli_test_app after 2 reconnection attempts" in (
+    assert "Giving up on the long connections: cli_test_app, failed attempts in a row: 2" in (
         output
     ), output[-3000:]
     assert len(lark.sandbox.calls(api="ws_connect")) == 2
 
 
-def test_it_exits_non_zero_when_feishu_refuses_the_app(lark, start):
-    lark.sandbox.add_fault("ws_connect", code=1000040350)  # too many connections: final
+def test_with_app_it_exits_non_zero_once_feishu_refused_it_too_often(lark, start):
+    lark.sandbox.add_fault("ws_connect", code=1000040350)  # too many connections: refused
 
-    listener = start(wait=False)
+    listener = start(
+        "--app",
+        lark.app.app_id,
+        wait=False,
+        WEBSOCKET_MAX_RECONNECT_RETRIES="1",
+        WEBSOCKET_APPS_RESCAN_SECONDS="1",
+    )
 
-    assert listener.process.wait(timeout=30) != 0
-    assert "Feishu refused the long connection of cli_test_app" in listener.output()
+    assert listener.process.wait(timeout=30) == 1
+    assert "Feishu refused the connection: ClientException: 514" in listener.output()
+
+
+def test_a_click_whose_listener_was_killed_mid_event_is_acted_on_once_redelivered(lark, start):
+    listener = start()
+    app_id = lark.app.app_id
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session, event_id="ev-" + uuid.uuid4().hex)
+
+    with transaction.atomic():
+        # The test holds the session's row: the handler stops inside its own transaction,
+        # after claiming the event, and the listener is killed there.
+        UserAuthSession.objects.select_for_update().get(pk=session.pk)
+        first = lark.sandbox.ws_push(app_id, event)
+        wait_for(_a_backend_waits_on_a_lock, what="the handler to wait for the session row")
+        listener.process.kill()
+        listener.process.wait(timeout=10)
+    wait_for(lambda: lark.sandbox.ws_connections(app_id) == [], what="the connection to close")
+    start(wait=False)
+    assert lark.sandbox.ws_connections(app_id, min_count=1, wait_ms=CONNECT_WAIT_MS)
+    # Without an ack Feishu delivers the event again, to a live client; the sandbox does
+    # not redeliver by itself, so the test does.
+    again = lark.sandbox.ws_push(app_id, event, wait_ack_ms=5000)
+
+    [unanswered] = lark.sandbox.ws_acks(message_id=first["message_id"])
+    assert unanswered["ack"] is None
+    assert again["ack"]["code"] == 200
+    assert again["ack"]["data"]["toast"]["type"] == "success"
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
+    assert TokenEvent.objects.filter(session=session, kind="rejected").count() == 1
+    assert ProcessedEvent.objects.filter(event_id=event["header"]["event_id"]).count() == 1
+
+
+def _a_backend_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh rows inside a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)
 
 
 def test_it_follows_applications_added_and_deactivated_in_admin(lark, start):

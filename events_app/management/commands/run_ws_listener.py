@@ -15,7 +15,9 @@ logger = logging.getLogger("events_app.ws.listener")
 class Command(BaseCommand):
     help = (
         "Hold Feishu's WebSocket long connection (card clicks, messages to the bot) until "
-        "SIGTERM. Exits non-zero when a connection cannot be restored."
+        "SIGTERM (exit 0). Each application backs off on its own; with --app, exits 1 once "
+        "every one of its applications has failed WEBSOCKET_MAX_RECONNECT_RETRIES attempts "
+        "in a row."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

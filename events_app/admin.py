@@ -1,0 +1,48 @@
+"""Read-only admin of what the listeners report about their long connections."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils import timezone
+
+from events_app.models import ListenerConnection
+
+# A listener writes its heartbeat every WEBSOCKET_HEARTBEAT_INTERVAL; one that missed
+# this many is taken for gone (killed, or cut off from the database).
+MISSED_HEARTBEATS = 3
+
+
+@admin.register(ListenerConnection)
+class ListenerConnectionAdmin(admin.ModelAdmin):
+    list_display = (
+        "app",
+        "listener_id",
+        "status",
+        "live",
+        "failures",
+        "last_error",
+        "status_changed_at",
+        "last_heartbeat_at",
+    )
+    list_filter = ("status", "app")
+    list_select_related = ("app",)
+    search_fields = ("app__app_id", "listener_id")
+
+    @admin.display(boolean=True, description="listener alive")
+    def live(self, obj: ListenerConnection) -> bool:
+        window = timedelta(seconds=MISSED_HEARTBEATS * settings.WEBSOCKET_HEARTBEAT_INTERVAL)
+        return obj.last_heartbeat_at >= timezone.now() - window
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
