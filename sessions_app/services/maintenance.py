@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django_cryptography.utils.crypto import InvalidToken
 
 from larkauth.errors import AuthenticationRequiredError, FeishuError, TokenRefreshFailedError
 from larkauth.feishu import ContactUser, FeishuClient
@@ -161,6 +162,7 @@ class Outcome(enum.StrEnum):
     BACKING_OFF = "backing_off"
     NEEDS_REAUTH = "needs_reauth"
     FAILED = "failed"  # transient: a later run tries again
+    UNDECRYPTABLE = "undecryptable"  # no configured key decrypts a value: skipped, recorded
 
 
 @dataclass
@@ -192,6 +194,11 @@ class SweepReport:
             f"already done elsewhere {o[Outcome.NOT_DUE] + o[Outcome.BUSY]}; "
             f"ended (refresh and access token expired) {self.retired}."
         )
+        if o[Outcome.UNDECRYPTABLE]:
+            text += (
+                f" Skipped {o[Outcome.UNDECRYPTABLE]} that no key of LARKAUTH_ENCRYPTION_KEYS "
+                "decrypts (see the log and their failure_reason)."
+            )
         return text if self.finished else text + " Time budget used up: the next run goes on."
 
 
@@ -340,10 +347,43 @@ def _refresh_if_due(pk: UUID, actor: str) -> tuple[Outcome, RefreshReason | None
             return Outcome.NEEDS_REAUTH, reason
         except TokenRefreshFailedError:
             return Outcome.FAILED, reason
+        except InvalidToken:
+            _record_undecryptable(pk, actor)
+            return Outcome.UNDECRYPTABLE, reason
     # A transient failure with time left on the access token returns instead of raising.
     if refreshed.refresh_failures > failures_before:
         return Outcome.FAILED, reason
     return Outcome.REFRESHED, reason
+
+
+UNDECRYPTABLE_REASON = "undecryptable"
+
+
+def _record_undecryptable(pk: UUID, actor: str) -> None:
+    """No key of LARKAUTH_ENCRYPTION_KEYS decrypts a value this refresh needs (a key dropped
+    too early, a damaged column). Say which, where admin shows it, and back off like a
+    transient failure so the row never blocks the sweep. Nothing is wiped: putting the
+    key back heals it."""
+    session = UserAuthSession.objects.only("id", "app_id", "open_id").get(pk=pk)
+    try:
+        UserAuthSession.objects.only("id", "access_token", "refresh_token").get(pk=pk)
+    except InvalidToken:
+        part = "authorization"
+    else:
+        part = "application"
+    failure_reason = f"{UNDECRYPTABLE_REASON}:{part}"
+    UserAuthSession.objects.filter(pk=pk).update(
+        failure_reason=failure_reason,
+        refresh_failures=F("refresh_failures") + 1,
+        updated_at=timezone.now(),
+    )
+    record_event(session, TokenEvent.Kind.REFRESH_FAILED, actor, reason=failure_reason)
+    logger.error(
+        "Refresh sweep: authorization %s skipped, a stored value of its %s cannot be decrypted "
+        "with any key of LARKAUTH_ENCRYPTION_KEYS",
+        pk,
+        part,
+    )
 
 
 def _run(
