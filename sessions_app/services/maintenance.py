@@ -457,6 +457,7 @@ class SyncReport:
     checked: int = 0
     updated: int = 0
     failed: int = 0
+    revoked: int = 0  # the user left the company: authorization revoked, tokens wiped
     finished: bool = True  # False: the time budget ran out; the next run goes on
 
     def as_dict(self) -> dict[str, Any]:
@@ -464,16 +465,20 @@ class SyncReport:
             "checked": self.checked,
             "updated": self.updated,
             "failed": self.failed,
+            "revoked": self.revoked,
         }
         if not self.finished:
             result["finished"] = False
         return result
 
     def __str__(self) -> str:
+        unchanged = self.checked - self.updated - self.failed - self.revoked
         text = (
             f"Checked {self.checked} authorized users: {self.updated} updated, "
-            f"{self.checked - self.updated - self.failed} unchanged, {self.failed} failed."
+            f"{unchanged} unchanged, {self.failed} failed."
         )
+        if self.revoked:
+            text += f" Revoked {self.revoked} of users who left (resigned)."
         if not self.finished:
             text += " Stopped at the time budget; the next run goes on."
         return text
@@ -497,7 +502,8 @@ def users_sync_info(
     Users are taken least recently synced first, and each is stamped when asked, so a run
     stopped by `time_budget` (seconds) or a lost worker is resumed by the next. A user
     Feishu cannot answer for is counted and skipped. Empty fields in the answer (the app
-    lacks that field's scope) keep what is stored.
+    lacks that field's scope) keep what is stored. A user the directory reports as resigned
+    loses the authorization: revoked, tokens wiped, recorded in the audit log.
     """
     report = SyncReport()
     started = timezone.now()
@@ -510,7 +516,7 @@ def users_sync_info(
             .exclude(open_id="")
             .filter(Q(user_info_synced_at__isnull=True) | Q(user_info_synced_at__lt=started))
             .order_by(F("user_info_synced_at").asc(nulls_first=True), "id")
-            .only("id", "open_id", *_PROFILE_FIELDS)
+            .only("id", "app_id", "open_id", *_PROFILE_FIELDS)
         )
         while page := list(due[:page_size]):
             for session in page:
@@ -533,12 +539,37 @@ def _sync_user(client: FeishuClient, session: UserAuthSession, report: SyncRepor
         report.failed += 1
         logger.warning("User info of %s not synced: %s", session.open_id, exc)
     else:
+        if contact.is_resigned:
+            report.revoked += _revoke_resigned(session)
+            return
         changes = _profile_changes(session, contact)
         report.updated += bool(changes)
     now = timezone.now()
     UserAuthSession.objects.filter(pk=session.pk).update(
         **changes, user_info_synced_at=now, **({"updated_at": now} if changes else {})
     )
+
+
+RESIGNED_REASON = "user_resigned"
+
+
+def _revoke_resigned(session: UserAuthSession) -> bool:
+    """The user left: no service may act as them any more. The UPDATE waits for a refresh
+    holding the row and re-checks the state after it, so its new tokens are wiped too."""
+    now = timezone.now()
+    revoked = UserAuthSession.objects.filter(pk=session.pk, state=SessionState.COMPLETED).update(
+        state=SessionState.REVOKED,
+        failure_reason=RESIGNED_REASON,
+        access_token=None,
+        refresh_token=None,
+        version=F("version") + 1,
+        user_info_synced_at=now,
+        updated_at=now,
+    )
+    if revoked:
+        record_event(session, TokenEvent.Kind.REVOKED, "sync", reason=RESIGNED_REASON)
+        logger.info("Authorization %s revoked: the user has resigned", session.pk)
+    return bool(revoked)
 
 
 def _profile_changes(session: UserAuthSession, contact: ContactUser) -> dict[str, str]:
