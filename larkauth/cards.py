@@ -48,6 +48,35 @@ _REAUTH_TEXT = {
 }
 
 
+# Characters that start markdown syntax inside a line of a card's markdown element: links
+# and images `[..](..)`, emphasis `* _ ~`, code, tables, the HTML-like tags Feishu reads
+# (`<at id=all></at>`, `<font>`, `<link>`), character references `&..;`, bare URLs and
+# `:EMOJI:` (`:`), and the escape character itself. Block markers (`- `, `1.`) matter only
+# at the start of a line, where user text never is.
+_MARKDOWN_SPECIAL = frozenset("\\`*_~[]()<>#|!&:")
+
+
+def markdown_text(value: str) -> str:
+    """User-supplied text (names from Feishu profiles, reasons) as literal text in card
+    markdown: `[click](http://evil)` shows as typed, not as a link, and `<at id=all></at>`
+    mentions nobody.
+
+    Each special character becomes a numeric character reference, which standard markdown
+    shows as that character and never parses (Card JSON 2.0 rich text reads standard
+    markdown and HTML, says Feishu's card FAQ; FACTS.md §5 is silent). Line breaks and other
+    control characters become spaces, so the text cannot start a block of its own.
+    """
+    return "".join(_literal(char) for char in value)
+
+
+def _literal(char: str) -> str:
+    if char in _MARKDOWN_SPECIAL:
+        return f"&#{ord(char)};"
+    if ord(char) < 32 or char == "\x7f":
+        return " "
+    return char
+
+
 def oauth_start_url(public_url: str, session_id: str) -> str:
     """Where *Authorize* leads: larkauth's start page, which redirects to Feishu."""
     return f"{public_url.rstrip('/')}/oauth/start/{session_id}"
@@ -111,7 +140,7 @@ def authorization_request(
 def authorized(user_name: str, when: datetime) -> Card:
     """`when` is shown as given: pass it in the reader's time zone."""
     at = when.strftime("%Y-%m-%d %H:%M")
-    who = user_name or "你 / You"
+    who = markdown_text(user_name) if user_name else "你 / You"
     return _card(
         "已授权 · Authorized",
         "green",
@@ -146,7 +175,7 @@ def expired(session_id: str) -> Card:
 
 def failed(session_id: str, reason: str) -> Card:
     """`reason` is shown to the user: keep it plain; it is redacted and shortened anyway."""
-    reason = redact(reason.strip())[:_MAX_REASON_CHARS] or "未知错误 / unknown error"
+    reason = markdown_text(redact(reason.strip())[:_MAX_REASON_CHARS]) or "未知错误 / unknown error"
     return _card(
         "授权失败 · Authorization failed",
         "red",
@@ -159,8 +188,9 @@ def failed(session_id: str, reason: str) -> Card:
 
 def wrong_user(session_id: str, expected_name: str = "") -> Card:
     """Someone other than the card's recipient approved: nothing was stored."""
-    for_whom = f"（{expected_name}）" if expected_name else ""
-    for_whom_en = f" ({expected_name})" if expected_name else ""
+    name = markdown_text(expected_name)
+    for_whom = f"（{name}）" if name else ""
+    for_whom_en = f" ({name})" if name else ""
     return _card(
         "账号不匹配 · Wrong account",
         "red",

@@ -130,9 +130,11 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = fields
+    # Each needs the change permission: staff who may only view see no action and cannot
+    # post one (Django drops actions the user lacks the permission for).
     actions = ("resend_card", "refresh_now", "revoke")
 
-    @admin.action(description="Send the authorization card again")
+    @admin.action(description="Send the authorization card again", permissions=["change"])
     def resend_card(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
         sent = 0
         for session in queryset.select_related("app"):
@@ -147,7 +149,7 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
             sent += int(result.created)
         self.message_user(request, f"Sent {sent} card(s); pending cards were reused.")
 
-    @admin.action(description="Refresh the access token now")
+    @admin.action(description="Refresh the access token now", permissions=["change"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
         refreshed = 0
         for session in queryset.filter(state="completed"):
@@ -158,7 +160,7 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{session}: {exc}", messages.ERROR)
         self.message_user(request, f"Refreshed {refreshed} authorization(s).")
 
-    @admin.action(description="Revoke (wipe tokens)")
+    @admin.action(description="Revoke (wipe tokens)", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[UserAuthSession]) -> None:
         revoked = sum(
             services.authorization_revoke(s.app, s.open_id, actor=_admin_actor(request))

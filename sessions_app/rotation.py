@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 from django.db import connection, models, transaction
+from django_cryptography.utils.crypto import InvalidToken
 
 from sessions_app.encryption import KEYRING, EncryptedTextField
 from sessions_app.models import Application, UserAuthSession
 
+logger = logging.getLogger(__name__)
+
 ENCRYPTED_MODELS: tuple[type[models.Model], ...] = (Application, UserAuthSession)
+UNDECRYPTABLE_REASON = "undecryptable:authorization"  # as the refresh sweep says it
+
+
+@dataclass(frozen=True)
+class Undecryptable:
+    """A stored value no configured key decrypts: where it is, never what it is."""
+
+    model: str
+    pk: str
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.pk} {self.column}"
 
 
 @dataclass
 class RotationResult:
     rows_seen: int = 0
     values_reencrypted: int = 0
+    undecryptable: list[Undecryptable] = field(default_factory=list)
 
 
 def encrypted_columns(model: type[models.Model]) -> list[str]:
@@ -24,7 +42,11 @@ def encrypted_columns(model: type[models.Model]) -> list[str]:
 
 def rotate_encryption_keys(batch_size: int = 500) -> RotationResult:
     """Safe to re-run and to run beside live traffic: each batch is locked row by row
-    (the same lock a token refresh takes), so a refresh is never overwritten."""
+    (the same lock a token refresh takes), so a refresh is never overwritten.
+
+    A value no configured key decrypts (its key was dropped, the column is damaged) is left
+    as it is, logged and listed in the result; the rotation goes on. An authorization with
+    one gets `failure_reason` "undecryptable:authorization", which admin shows."""
     result = RotationResult()
     for model in ENCRYPTED_MODELS:
         columns = encrypted_columns(model)
@@ -39,13 +61,31 @@ def rotate_encryption_keys(batch_size: int = 500) -> RotationResult:
                     for column, raw in zip(columns, raw_values, strict=True):
                         if raw is None:
                             continue
-                        plaintext, key_index = KEYRING.decrypt_with_index(bytes(raw))
+                        try:
+                            plaintext, key_index = KEYRING.decrypt_with_index(bytes(raw))
+                        except InvalidToken:
+                            _report_undecryptable(model, pk, column, result)
+                            continue
                         if key_index > 0:
                             updates[column] = KEYRING.encrypt(plaintext)
                     if updates:
                         _write_raw(model, pk, updates)
                         result.values_reencrypted += len(updates)
     return result
+
+
+def _report_undecryptable(
+    model: type[models.Model], pk: object, column: str, result: RotationResult
+) -> None:
+    where = Undecryptable(model._meta.label, str(pk), column)
+    result.undecryptable.append(where)
+    logger.error(
+        "Key rotation: %s cannot be decrypted with any key of LARKAUTH_ENCRYPTION_KEYS; "
+        "left as it is",
+        where,
+    )
+    if model is UserAuthSession:
+        UserAuthSession.objects.filter(pk=str(pk)).update(failure_reason=UNDECRYPTABLE_REASON)
 
 
 def _raw_rows(

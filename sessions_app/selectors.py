@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Field, Q, QuerySet
 
@@ -56,17 +57,19 @@ def applications_forget() -> None:
 
 
 def _application_lookup(app_id: str | None) -> Application:
-    from sessions_app.services.applications import application_ensure_default
-
+    """Reads only: the environment's default application is created at fixed points
+    (`services.application_ensure_default`), never here, so admin edits stay."""
+    # Secrets are loaded (and decrypted) only when a Feishu call needs them.
+    active = Application.objects.defer(*SECRET_FIELDS).filter(is_active=True)
     if app_id:
-        # Secrets are loaded (and decrypted) only when a Feishu call needs them.
-        return Application.objects.defer(*SECRET_FIELDS).get(app_id=app_id, is_active=True)
-    default = application_ensure_default()
-    if default is not None and default.is_active:
-        return default
-    active = list(Application.objects.defer(*SECRET_FIELDS).filter(is_active=True)[:2])
-    if len(active) == 1:
-        return active[0]
+        return active.get(app_id=app_id)
+    if settings.LARK_APP_ID:
+        default = active.filter(app_id=settings.LARK_APP_ID).first()
+        if default is not None:
+            return default
+    only = list(active[:2])
+    if len(only) == 1:
+        return only[0]
     raise Application.DoesNotExist("No app_id given and no single default application")
 
 

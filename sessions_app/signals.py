@@ -9,6 +9,7 @@ from django.dispatch import receiver
 
 @receiver(post_migrate)
 def create_default_application(sender: AppConfig, **kwargs: Any) -> None:
+    """LARK_* seeds the default application; an existing one is left as admin keeps it."""
     if sender.name != "sessions_app":
         return
     from sessions_app.services.applications import application_ensure_default

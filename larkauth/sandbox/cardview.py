@@ -13,12 +13,15 @@ ButtonForm = Callable[[str, str, Any, str], str]
 
 _LINK_RE = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
+# A numeric character reference shows as its character, never as markdown (as in Feishu).
+_CHAR_REF_RE = re.compile(r"&amp;(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
 
 
 def markdown(text: str) -> str:
     html = escape(text)
     html = _BOLD_RE.sub(r"<b>\1</b>", html)
     html = _LINK_RE.sub(r'<a href="\2" target="_blank" rel="noopener">\1</a>', html)
+    html = _CHAR_REF_RE.sub(r"&\1;", html)
     return html.replace("\n", "<br>")
 
 

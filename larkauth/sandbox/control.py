@@ -118,6 +118,21 @@ async def add_user(request: web.Request) -> web.Response:
     return json_response(user.public(), status=201)
 
 
+# What can change about an existing user (ids cannot): a resignation, a rename, ...
+_USER_CHANGES = _USER_FIELDS - {"open_id", "union_id", "user_id"}
+
+
+async def update_user(request: web.Request) -> web.Response:
+    body = await _body(request)
+    unknown = set(body) - _USER_CHANGES
+    if unknown:
+        raise ControlError(f"unknown or unchangeable fields {sorted(unknown)}")
+    user = runtime(request).state.update_user(request.match_info["open_id"], **body)
+    if user is None:
+        raise ControlError(f"unknown user {request.match_info['open_id']}", 404)
+    return json_response(user.public())
+
+
 async def list_users(request: web.Request) -> web.Response:
     state = runtime(request).state
     with state.lock:
@@ -308,6 +323,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/apps", list_apps)
     r.add_post(f"{PREFIX}/users", add_user)
     r.add_get(f"{PREFIX}/users", list_users)
+    r.add_patch(f"{PREFIX}/users/{{open_id}}", update_user)
     r.add_get(f"{PREFIX}/config", get_config)
     r.add_post(f"{PREFIX}/config", set_config)
     r.add_post(f"{PREFIX}/faults", add_fault)

@@ -84,6 +84,12 @@ class SandboxControl:
         result: dict[str, Any] = self._call("POST", "users", {"name": name, **fields})
         return result
 
+    def update_user(self, open_id: str, **changes: Any) -> dict[str, Any]:
+        """`changes`: name, en_name, email, mobile, employee_no, job_title, is_resigned,
+        is_frozen (ids cannot change)."""
+        result: dict[str, Any] = self._call("PATCH", f"users/{open_id}", changes)
+        return result
+
     def users(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "users")
         return result

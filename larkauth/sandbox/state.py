@@ -357,6 +357,18 @@ class SandboxState:
             self.users[user.open_id] = user
         return user
 
+    def update_user(self, open_id: str, **changes: Any) -> User | None:
+        """Change an existing user, e.g. `is_resigned=True` when they leave the company."""
+        for flag in ("is_resigned", "is_frozen"):
+            if flag in changes and not isinstance(changes[flag], bool):
+                raise ValueError(f"{flag} must be true or false")
+        with self.lock:
+            user = self.users.get(open_id)
+            if user is not None:
+                for name, value in changes.items():
+                    setattr(user, name, value)
+            return user
+
     def find_user(self, value: str, id_type: str = "open_id") -> User | None:
         with self.lock:
             if id_type == "open_id":

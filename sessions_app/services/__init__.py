@@ -1,7 +1,7 @@
 """Writes and side effects. Views, admin actions, tasks, commands and event handlers are thin
 adapters over these functions."""
 
-from sessions_app.services.applications import application_ensure_default
+from sessions_app.services.applications import application_apply_env, application_ensure_default
 from sessions_app.services.audit import token_audit_flush
 from sessions_app.services.authorization import (
     AuthRequestResult,
@@ -36,6 +36,7 @@ __all__ = [
     "ActiveToken",
     "AuthRequestResult",
     "UserRef",
+    "application_apply_env",
     "application_ensure_default",
     "auth_request",
     "auth_request_again",

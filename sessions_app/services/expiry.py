@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from larkauth.cards import ReauthReason
+from larkauth.cards import ReauthReason, markdown_text
 from larkauth.errors import LarkauthError
 from sessions_app.feishu import client_for
 from sessions_app.models import Application, SessionState, UserAuthSession
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 KEEPALIVE_REACH = timedelta(minutes=5)
 REAUTH_CARD = "reauth_card"  # marker in expiry_warnings_sent next to the windows
 MAX_DIGEST_LINES = 40  # per window: keeps the card far below Feishu's 30 KB
+MAX_NAME_CHARS = 64  # of a user's name in a digest line, however long the profile's is
 
 
 class Window(enum.StrEnum):
@@ -374,7 +375,11 @@ def expiry_digest(app: Application, endings: list[Ending]) -> dict[str, Any]:
 
 def _line(ending: Ending) -> str:
     session = ending.session
-    who = session.user_name or session.open_id
+    name = session.user_name or session.open_id
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1] + "…"
+    # Names come from Feishu profiles: shown as typed, never read as markdown.
+    who = markdown_text(name)
     at = timezone.localtime(ending.at).strftime("%Y-%m-%d %H:%M")
     cause = _CAUSES[ending.cause]
     if ending.cause == EndCause.NEEDS_REAUTH and session.failure_reason:

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django_cryptography.utils.crypto import InvalidToken
 
 from larkauth.errors import AuthenticationRequiredError, Failure, FeishuError
 from larkauth.feishu import ContactUser, FeishuClient
@@ -170,6 +171,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # transient: a later run tries again
     # The application is misconfigured (services/attention.py): left alone but for a probe.
     APP_NEEDS_ATTENTION = "app_needs_attention"
+    UNDECRYPTABLE = "undecryptable"  # no configured key decrypts a value: skipped, recorded
 
 
 @dataclass
@@ -202,6 +204,11 @@ class SweepReport:
             f"skipped, application needs attention {o[Outcome.APP_NEEDS_ATTENTION]}; "
             f"ended (refresh and access token expired) {self.retired}."
         )
+        if o[Outcome.UNDECRYPTABLE]:
+            text += (
+                f" Skipped {o[Outcome.UNDECRYPTABLE]} that no key of LARKAUTH_ENCRYPTION_KEYS "
+                "decrypts (see the log and their failure_reason)."
+            )
         return text if self.finished else text + " Time budget used up: the next run goes on."
 
 
@@ -380,6 +387,9 @@ def _refresh_if_due(
             result = authorization_refresh(pk, force=True, actor=f"{actor}:{reason}")
         except AuthenticationRequiredError:
             return Outcome.NOT_DUE, None  # no longer completed
+        except InvalidToken:
+            _record_undecryptable(pk, actor)
+            return Outcome.UNDECRYPTABLE, reason
     gate.record(session.app_id, result)
     if result.outcome is RefreshOutcome.REFRESHED:
         return Outcome.REFRESHED, reason
@@ -388,6 +398,36 @@ def _refresh_if_due(
     if result.failure is Failure.APP_MISCONFIGURED:
         return Outcome.APP_NEEDS_ATTENTION, reason
     return Outcome.FAILED, reason
+
+
+UNDECRYPTABLE_REASON = "undecryptable"
+
+
+def _record_undecryptable(pk: UUID, actor: str) -> None:
+    """No key of LARKAUTH_ENCRYPTION_KEYS decrypts a value this refresh needs (a key dropped
+    too early, a damaged column). Say which, where admin shows it, and back off like a
+    transient failure so the row never blocks the sweep. Nothing is wiped: putting the
+    key back heals it."""
+    session = UserAuthSession.objects.only("id", "app_id", "open_id").get(pk=pk)
+    try:
+        UserAuthSession.objects.only("id", "access_token", "refresh_token").get(pk=pk)
+    except InvalidToken:
+        part = "authorization"
+    else:
+        part = "application"
+    failure_reason = f"{UNDECRYPTABLE_REASON}:{part}"
+    UserAuthSession.objects.filter(pk=pk).update(
+        failure_reason=failure_reason,
+        refresh_failures=F("refresh_failures") + 1,
+        updated_at=timezone.now(),
+    )
+    record_event(session, TokenEvent.Kind.REFRESH_FAILED, actor, reason=failure_reason)
+    logger.error(
+        "Refresh sweep: authorization %s skipped, a stored value of its %s cannot be decrypted "
+        "with any key of LARKAUTH_ENCRYPTION_KEYS",
+        pk,
+        part,
+    )
 
 
 def _run(
@@ -461,6 +501,7 @@ class SyncReport:
     checked: int = 0
     updated: int = 0
     failed: int = 0
+    revoked: int = 0  # the user left the company: authorization revoked, tokens wiped
     finished: bool = True  # False: the time budget ran out; the next run goes on
 
     def as_dict(self) -> dict[str, Any]:
@@ -468,16 +509,20 @@ class SyncReport:
             "checked": self.checked,
             "updated": self.updated,
             "failed": self.failed,
+            "revoked": self.revoked,
         }
         if not self.finished:
             result["finished"] = False
         return result
 
     def __str__(self) -> str:
+        unchanged = self.checked - self.updated - self.failed - self.revoked
         text = (
             f"Checked {self.checked} authorized users: {self.updated} updated, "
-            f"{self.checked - self.updated - self.failed} unchanged, {self.failed} failed."
+            f"{unchanged} unchanged, {self.failed} failed."
         )
+        if self.revoked:
+            text += f" Revoked {self.revoked} of users who left (resigned)."
         if not self.finished:
             text += " Stopped at the time budget; the next run goes on."
         return text
@@ -501,7 +546,8 @@ def users_sync_info(
     Users are taken least recently synced first, and each is stamped when asked, so a run
     stopped by `time_budget` (seconds) or a lost worker is resumed by the next. A user
     Feishu cannot answer for is counted and skipped. Empty fields in the answer (the app
-    lacks that field's scope) keep what is stored.
+    lacks that field's scope) keep what is stored. A user the directory reports as resigned
+    loses the authorization: revoked, tokens wiped, recorded in the audit log.
     """
     report = SyncReport()
     started = timezone.now()
@@ -514,7 +560,7 @@ def users_sync_info(
             .exclude(open_id="")
             .filter(Q(user_info_synced_at__isnull=True) | Q(user_info_synced_at__lt=started))
             .order_by(F("user_info_synced_at").asc(nulls_first=True), "id")
-            .only("id", "open_id", *_PROFILE_FIELDS)
+            .only("id", "app_id", "open_id", *_PROFILE_FIELDS)
         )
         while page := list(due[:page_size]):
             for session in page:
@@ -537,12 +583,37 @@ def _sync_user(client: FeishuClient, session: UserAuthSession, report: SyncRepor
         report.failed += 1
         logger.warning("User info of %s not synced: %s", session.open_id, exc)
     else:
+        if contact.is_resigned:
+            report.revoked += _revoke_resigned(session)
+            return
         changes = _profile_changes(session, contact)
         report.updated += bool(changes)
     now = timezone.now()
     UserAuthSession.objects.filter(pk=session.pk).update(
         **changes, user_info_synced_at=now, **({"updated_at": now} if changes else {})
     )
+
+
+RESIGNED_REASON = "user_resigned"
+
+
+def _revoke_resigned(session: UserAuthSession) -> bool:
+    """The user left: no service may act as them any more. The UPDATE waits for a refresh
+    holding the row and re-checks the state after it, so its new tokens are wiped too."""
+    now = timezone.now()
+    revoked = UserAuthSession.objects.filter(pk=session.pk, state=SessionState.COMPLETED).update(
+        state=SessionState.REVOKED,
+        failure_reason=RESIGNED_REASON,
+        access_token=None,
+        refresh_token=None,
+        version=F("version") + 1,
+        user_info_synced_at=now,
+        updated_at=now,
+    )
+    if revoked:
+        record_event(session, TokenEvent.Kind.REVOKED, "sync", reason=RESIGNED_REASON)
+        logger.info("Authorization %s revoked: the user has resigned", session.pk)
+    return bool(revoked)
 
 
 def _profile_changes(session: UserAuthSession, contact: ContactUser) -> dict[str, str]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from larkauth import cards
 
@@ -29,6 +33,23 @@ def _callback_values(card: dict[str, Any]) -> list[Any]:
 
 def _text(card: dict[str, Any]) -> str:
     return json.dumps(card, ensure_ascii=False)
+
+
+# Standard markdown with HTML, bare-URL links and strikethrough, as Card JSON 2.0 reads it.
+_MARKDOWN = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _rendered(card: dict[str, Any]) -> str:
+    """The card's markdown elements as a reader's client renders them (HTML)."""
+    return "".join(
+        _MARKDOWN.render(e["content"]) for e in card["body"]["elements"] if e["tag"] == "markdown"
+    )
+
+
+def _shown(card: dict[str, Any]) -> str:
+    """What the reader sees: the rendered text without markup."""
+    return html.unescape(_TAG.sub("", _rendered(card)))
 
 
 ALL_BUILT_IN = [
@@ -157,11 +178,45 @@ def test_authorized_says_who_and_when():
     assert "**Li Lei** authorized on 2026-01-20 09:30" in _text(card)
 
 
+HOSTILE_TEXT = [
+    "[click](http://evil.example/login)",
+    "<at id=all></at>",
+    "<font color='red'>urgent</font>",
+    "**Boss** _urgent_ ~~void~~ `rm -rf`",
+    "see http://evil.example now",
+    "&lt;b&gt; &#42;literal&#42;",
+    "back\\slash \\*not emphasis*",
+]
+WITH_TEXT: dict[str, Callable[[str], dict[str, Any]]] = {
+    "authorized": lambda text: cards.authorized(text, datetime(2026, 1, 20, 9, 30)),
+    "wrong-user": lambda text: cards.wrong_user(SESSION, text),
+    "failed": lambda text: cards.failed(SESSION, text),
+}
+
+
+@pytest.mark.parametrize("build", WITH_TEXT.values(), ids=WITH_TEXT.keys())
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_user_text_in_card_markdown_shows_as_typed_and_adds_no_markup(
+    build: Callable[[str], dict[str, Any]], text: str
+):
+    card = build(text)
+    plain = build("Li Lei")
+    assert text in _shown(card)
+    # The same links, mentions and emphasis as with a harmless name: none.
+    assert _TAG.findall(_rendered(card)) == _TAG.findall(_rendered(plain))
+
+
+def test_user_text_cannot_start_a_block_of_its_own():
+    card = cards.wrong_user(SESSION, "Li\n# Heading\n- item")
+    assert "Li # Heading - item" in _shown(card)
+    assert "<h1>" not in _rendered(card)
+    assert "<li>" not in _rendered(card)
+
+
 def test_failed_shows_a_short_redacted_reason():
     card = cards.failed(SESSION, "token endpoint said code=Zq9AuthCodeSentinel0123456789 " * 50)
-    text = _text(card)
-    assert "Zq9AuthCodeSentinel" not in text
-    assert "token endpoint said code=[REDACTED]" in text
+    assert "Zq9AuthCodeSentinel" not in _text(card)
+    assert "token endpoint said code=[REDACTED]" in _shown(card)
     assert len(cards.card_content(card).encode()) < 2_000
 
 

@@ -1,9 +1,11 @@
-"""Operators act on authorizations from the admin: resend the card, refresh now, revoke."""
+"""Operators act on authorizations from the admin: resend the card, refresh now, revoke;
+staff who may only view cannot."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
@@ -59,3 +61,39 @@ def test_resend_card_opens_a_new_session_for_the_user(operator) -> None:
     assert UserAuthSession.objects.filter(state=SessionState.PENDING).count() == 1
     # The existing authorization stays valid until the user completes the new card.
     assert UserAuthSession.objects.filter(state=SessionState.COMPLETED).count() == 1
+
+
+@pytest.fixture
+def viewer(lark):
+    """Staff who may only look at authorizations."""
+    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw")
+    user.is_staff = True
+    user.save()
+    user.user_permissions.add(Permission.objects.get(codename="view_userauthsession"))
+    lark.client.force_login(user)
+    return lark
+
+
+def test_view_only_staff_see_the_authorizations_but_no_action(viewer) -> None:
+    authorization = _authorized(viewer)
+    page = viewer.client.get(reverse("admin:sessions_app_userauthsession_changelist"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert authorization.open_id in html
+    for action in ("resend_card", "refresh_now", "revoke"):
+        assert f'value="{action}"' not in html
+
+
+@pytest.mark.parametrize("action", ["resend_card", "refresh_now", "revoke"])
+def test_view_only_staff_cannot_post_an_action(viewer, action: str) -> None:
+    authorization = _authorized(viewer)
+    before = (authorization.state, authorization.access_token, authorization.refresh_token)
+    viewer.sandbox.clear_calls()
+
+    _act(viewer, action, authorization)
+
+    authorization.refresh_from_db()
+    assert (authorization.state, authorization.access_token, authorization.refresh_token) == before
+    assert UserAuthSession.objects.count() == 1
+    assert not TokenEvent.objects.filter(actor="admin:viewer").exists()
+    assert viewer.sandbox.calls() == []

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
+from markdown_it import MarkdownIt
 
+from larkauth.cards import MAX_CARD_BYTES, card_content
 from sessions_app import tasks
 from sessions_app.models import Application, SessionState, UserAuthSession
 from sessions_app.services import refresh_token_expiry_check
 from sessions_app.services.expiry import (
+    MAX_DIGEST_LINES,
     EndCause,
+    Ending,
     Window,
     authorization_end,
     expiring_counts,
+    expiry_digest,
     expiry_window,
 )
 from sessions_app.services.maintenance import AUTHORIZATION_LIFETIME
@@ -25,6 +32,8 @@ from tests.factories import make_app, make_authorization
 pytestmark = pytest.mark.django_db
 
 DAY = timedelta(days=1)
+# Standard markdown with HTML and bare-URL links, as Card JSON 2.0 reads it.
+_MARKDOWN = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify"])
 
 
 def _digests(lark, admin) -> list[str]:
@@ -190,3 +199,40 @@ def test_the_gauge_counts_completed_authorizations_where_the_warnings_place_them
     assert expiring_counts(now) == {w.value: expected[w.value] for w in Window}
     assert authorization_end(sessions[4], now)[1] == EndCause.REFRESH_TOKEN
     assert authorization_end(sessions[1], now)[1] == EndCause.CAP
+
+
+def test_user_names_in_the_digest_show_as_typed_and_add_no_markup(lark) -> None:
+    bob = lark.sandbox.bob
+    Application.objects.filter(pk=lark.app.pk).update(admin_open_ids=[bob["open_id"]])
+    hostile = "[click](http://evil.example) <at id=all></at> **now**"
+    make_authorization(
+        lark.app,
+        user_name=hostile,
+        state=SessionState.NEEDS_REAUTH,
+        failure_reason="refresh_failed:20064",
+        access_token=None,
+        refresh_token=None,
+    )
+    assert refresh_token_expiry_check().warned == 1
+
+    (message,) = lark.sandbox.messages(open_id=bob["open_id"])
+    rendered = "".join(
+        _MARKDOWN.render(element["content"])
+        for element in message["content"]["body"]["elements"]
+        if element["tag"] == "markdown"
+    )
+    assert hostile in html.unescape(re.sub(r"<[^>]*>", "", rendered))
+    assert "<a " not in rendered
+    assert "<at" not in rendered
+
+
+def test_a_long_name_is_shortened_in_the_digest() -> None:
+    app = make_app(admin_open_ids=["ou_admin"])
+    now = timezone.now()
+    authorization = make_authorization(
+        app, user_name="~" * 255, completed_at=now - AUTHORIZATION_LIFETIME + DAY
+    )
+    ending = Ending(authorization, now + DAY, EndCause.CAP, Window.DAYS_3)
+    digest = expiry_digest(app, [ending] * MAX_DIGEST_LINES)
+    # Forty of the longest names a profile allows still fit Feishu's 30 KB.
+    assert len(card_content(digest).encode()) < MAX_CARD_BYTES

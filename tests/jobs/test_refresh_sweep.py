@@ -8,7 +8,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from sessions_app.models import SessionState, TokenEvent, UserAuthSession
+from sessions_app.encryption import generate_key
+from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
 from sessions_app.services import token_refresh, tokens_refresh_expiring
 from sessions_app.services.maintenance import (
     AUTHORIZATION_LIFETIME,
@@ -192,3 +193,57 @@ def test_candidates_are_read_in_pages_each_row_once(settings) -> None:
     report = tokens_refresh_expiring(threads=1, page_size=3)
     assert report.outcomes == {Outcome.FAILED: 7}
     assert report.finished
+
+
+def _written_under_a_dropped_key(settings, authorization: UserAuthSession) -> None:
+    """Its refresh token was encrypted with a key no longer in LARKAUTH_ENCRYPTION_KEYS."""
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    UserAuthSession.objects.filter(pk=authorization.pk).update(refresh_token="eyJ-gone")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+
+
+def test_a_row_no_key_decrypts_is_skipped_recorded_and_the_sweep_goes_on(
+    lark, settings, caplog
+) -> None:
+    lost = authorize(lark, lark.sandbox.alice)
+    helpers.keepalive_due(lost)
+    UserAuthSession.objects.filter(pk=lost.pk).update(  # the most urgent: first in the queue
+        refresh_token_expires_at=timezone.now() + timedelta(hours=1)
+    )
+    _written_under_a_dropped_key(settings, lost)
+    kept = authorize(lark, lark.sandbox.bob)
+    helpers.keepalive_due(kept)
+
+    report = sweep()
+
+    assert (report.outcomes[Outcome.UNDECRYPTABLE], report.outcomes[Outcome.REFRESHED]) == (1, 1)
+    assert refreshed_events(kept) == 1
+    lost_now = UserAuthSession.objects.only("state", "failure_reason").get(pk=lost.pk)
+    assert (lost_now.state, lost_now.failure_reason) == (
+        SessionState.COMPLETED,  # nothing wiped: putting the key back heals it
+        "undecryptable:authorization",
+    )
+    event = TokenEvent.objects.get(open_id=lost.open_id, kind="refresh_failed")
+    assert event.detail == {"reason": "undecryptable:authorization"}
+    assert str(lost.pk) in caplog.text
+    assert "eyJ" not in caplog.text
+    assert "Skipped 1 that no key of LARKAUTH_ENCRYPTION_KEYS decrypts" in str(report)
+    # It backs off like a transient failure: the next run passes it by.
+    assert sweep().outcomes[Outcome.UNDECRYPTABLE] == 0
+
+
+def test_an_application_secret_no_key_decrypts_is_named_as_such(lark, settings) -> None:
+    authorization = authorize(lark, lark.sandbox.alice)
+    helpers.keepalive_due(authorization)
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    Application.objects.filter(pk=lark.app.pk).update(app_secret="written-under-a-lost-key")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+
+    report = sweep()
+
+    assert report.outcomes[Outcome.UNDECRYPTABLE] == 1
+    authorization = UserAuthSession.objects.only("failure_reason").get(pk=authorization.pk)
+    assert authorization.failure_reason == "undecryptable:application"
+    assert lark.sandbox.calls(api="oauth_refresh") == []

@@ -13,6 +13,7 @@ from sessions_app.models import SessionState, TokenEvent, UserAuthSession
 from sessions_app.services import auth_sessions_delete_old, users_sync_info
 from sessions_app.services.authorization import record_event
 from tests.factories import make_app, make_authorization, make_pending
+from tests.jobs.helpers import authorize
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +78,29 @@ def test_sync_task_does_nothing_unless_enabled(lark, settings) -> None:
     assert tasks.sync_user_info() == {"skipped": "USER_INFO_SYNC_ENABLED is off"}
     assert lark.sandbox.calls(api="contact_user") == []
     settings.USER_INFO_SYNC_ENABLED = True
-    assert tasks.sync_user_info() == {"checked": 1, "updated": 1, "failed": 0}
+    assert tasks.sync_user_info() == {"checked": 1, "updated": 1, "failed": 0, "revoked": 0}
+
+
+def test_sync_revokes_the_authorization_of_a_user_who_left(lark) -> None:
+    alice, bob = lark.sandbox.alice, lark.sandbox.bob
+    leaver = authorize(lark, alice)
+    stayer = authorize(lark, bob)
+    lark.sandbox.update_user(alice["open_id"], is_resigned=True)
+
+    report = users_sync_info()
+
+    # No service gets a token for her any more.
+    response = lark.request_token(open_id=alice["open_id"])
+    assert response.status_code == 404, "a token was handed out"
+    assert response.json()["code"] == "authorization_required"
+    leaver = UserAuthSession.objects.get(pk=leaver.pk)
+    assert (leaver.state, leaver.failure_reason) == (SessionState.REVOKED, "user_resigned")
+    assert (leaver.access_token, leaver.refresh_token) == (None, None)
+    event = leaver.events.get(kind="revoked")
+    assert (event.actor, event.detail) == ("sync", {"reason": "user_resigned"})
+    assert UserAuthSession.objects.get(pk=stayer.pk).state == SessionState.COMPLETED
+    assert (report.checked, report.revoked) == (2, 1)
+    assert "Revoked 1 of users who left (resigned)." in str(report)
 
 
 def test_expiring_a_stale_card_patches_it_with_a_request_again_button(lark) -> None:

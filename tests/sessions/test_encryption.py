@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django_cryptography.utils.crypto import InvalidToken
 
@@ -88,3 +90,42 @@ def test_rotation_leaves_nothing_readable_only_by_the_old_key(keys, capsys) -> N
     keys.LARKAUTH_ENCRYPTION_KEYS = [new_key, old_key]
     call_command("rotate_encryption_key")
     assert "re-encrypted 0 values" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_rotation_skips_values_no_key_decrypts_reports_them_and_rotates_the_rest(
+    keys, capsys, caplog
+) -> None:
+    old_key = keys.LARKAUTH_ENCRYPTION_KEYS[0]
+    app = make_app(app_secret=SECRET, encrypt_key="ek")
+    # First in the rotation's order; its refresh token was written under a key since dropped.
+    lost = make_authorization(app, id=UUID(int=1), access_token=ACCESS)
+    keys.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    UserAuthSession.objects.filter(pk=lost.pk).update(refresh_token="eyJ-gone-with-its-key")
+    keys.LARKAUTH_ENCRYPTION_KEYS = [old_key]
+    others = [make_authorization(app, access_token=f"{ACCESS}-{n}") for n in range(3)]
+    with connection.cursor() as cursor:  # a damaged column
+        cursor.execute(
+            f"UPDATE {Application._meta.db_table} SET encrypt_key = %s WHERE id = %s",  # noqa: S608
+            [b"not a ciphertext", app.pk],
+        )
+    new_key = generate_key()
+    keys.LARKAUTH_ENCRYPTION_KEYS = [new_key, old_key]
+
+    with pytest.raises(CommandError, match="2 values could not be decrypted"):
+        call_command("rotate_encryption_key", "--batch-size", "2")
+
+    out = capsys.readouterr().out
+    assert f"sessions_app.Application {app.pk} encrypt_key" in out
+    assert f"sessions_app.UserAuthSession {lost.pk} refresh_token" in out
+    assert "eyJ-gone" not in out + caplog.text
+    assert "not a ciphertext" not in out + caplog.text
+    keys.LARKAUTH_ENCRYPTION_KEYS = [new_key]  # everything else is readable by the new key
+    assert Application.objects.only("app_secret").get().app_secret == SECRET
+    for n, other in enumerate(others):
+        assert UserAuthSession.objects.get(pk=other.pk).access_token == f"{ACCESS}-{n}"
+    lost_now = UserAuthSession.objects.only("access_token", "failure_reason").get(pk=lost.pk)
+    assert (lost_now.access_token, lost_now.failure_reason) == (
+        ACCESS,
+        "undecryptable:authorization",
+    )
