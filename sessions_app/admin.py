@@ -70,12 +70,39 @@ class ApplicationForm(forms.ModelForm):
         return cleaned
 
 
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Misconfigured"), ("no", "Working")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(attention_reason="")
+        if self.value() == "no":
+            return queryset.filter(attention_reason="")
+        return queryset
+
+
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
-    list_display = ("app_id", "name", "domain", "is_active", "secret_set", "updated_at")
-    list_filter = ("domain", "is_active")
+    list_display = (
+        "app_id",
+        "name",
+        "domain",
+        "is_active",
+        "secret_set",
+        "attention_reason",
+        "attention_since",
+        "updated_at",
+    )
+    list_filter = ("domain", "is_active", NeedsAttentionFilter)
     search_fields = ("app_id", "name")
+    # Set by larkauth when Feishu says the application is misconfigured; cleared by the next
+    # call that succeeds (services/attention.py).
+    readonly_fields = ("attention_reason", "attention_since")
 
     @admin.display(boolean=True, description="secret set")
     def secret_set(self, obj: Application) -> bool:

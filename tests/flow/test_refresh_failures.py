@@ -212,3 +212,17 @@ def test_a_refresh_held_elsewhere_bounds_the_wait(lark) -> None:
 
     while_locked(refused)
     assert TokenEvent.objects.filter(kind="refreshed").count() == 0
+
+
+def test_an_operator_sees_the_misconfigured_application_in_admin(lark, admin_client) -> None:
+    authorization = _authorize(lark, lark.sandbox.alice)
+    _make_expiring(authorization)
+    lark.sandbox.add_fault("oauth_refresh", code=20074, times=-1)
+    get_active_token(APP, open_id=authorization.open_id)
+
+    page = admin_client.get("/admin/sessions_app/application/?attention=yes").content.decode()
+
+    assert APP in page
+    assert "oauth_refresh:20074" in page
+    working = admin_client.get("/admin/sessions_app/application/?attention=no").content.decode()
+    assert "oauth_refresh:20074" not in working
