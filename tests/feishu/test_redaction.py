@@ -34,6 +34,13 @@ PASSWORD = "Zq9Password-Sentinel!"
 BEARER = "Zq9OpaqueBearerSentinel0123456789"
 API_KEY = "Zq9ApiKey.SentinelSecret0123456789"
 FERNET_KEY = base64.urlsafe_b64encode(b"Zq9-fernet-key-sentinel-32bytes!").decode()
+ESCAPED_SECRET = "Zq9EscapedSecretSentinel0123"
+ESCAPED_CODE = "Zq9EscapedCodeSentinel0123"
+ENCODED_SECRET = "Zq9EncodedSecretSentinel0123"
+ENCODED_CODE = "Zq9EncodedCodeSentinel0123"
+ACCESS_KEY = "Zq9c1cc643bb2b5ecea461bb0d01efc1"
+TICKET = "Zq9TicketSentinel-0123456789"
+BASIC = base64.b64encode(b"cli_a:Zq9BasicSentinel").decode()
 
 CASES = [
     pytest.param(JWT, f"user access token {JWT} issued", id="v2-jwt-token"),
@@ -71,6 +78,40 @@ CASES = [
     pytest.param(BEARER, str({"Authorization": f"Bearer {BEARER}"}), id="bearer-header"),
     pytest.param(API_KEY, f"Authorization: Api-Key {API_KEY}", id="api-key-header"),
     pytest.param(FERNET_KEY, f"rotating to key {FERNET_KEY}", id="fernet-key"),
+    # A JSON document logged inside another one: its quotes arrive escaped.
+    pytest.param(
+        ESCAPED_SECRET,
+        json.dumps({"body": json.dumps({"app_id": "cli_a", "app_secret": ESCAPED_SECRET})}),
+        id="escaped-json",
+    ),
+    # Escaped line breaks (JSON strings, reprs) run into the key after them.
+    pytest.param(
+        ESCAPED_CODE,
+        json.dumps({"output": f"grant_type=authorization_code\ncode={ESCAPED_CODE}"}),
+        id="escaped-line-break",
+    ),
+    pytest.param(
+        ENCODED_SECRET,
+        f"body=client_id%3Dcli_a%26client_secret%3D{ENCODED_SECRET}%26grant_type%3Dx",
+        id="url-encoded-form",
+    ),
+    pytest.param(
+        ENCODED_CODE,
+        f"next=https%3A%2F%2Fx.example%2Foauth%2Fcallback%3Fstate%3Dabc%26code%3D{ENCODED_CODE}",
+        id="url-encoded-query",
+    ),
+    # What lark-oapi and websockets log of the long-connection URL.
+    pytest.param(
+        ACCESS_KEY,
+        "> GET /ws/v2?fpid=493&aid=552564&device_id=7473115962161912084"
+        f"&access_key={ACCESS_KEY}&service_id=1131469589 HTTP/1.1",
+        id="long-connection-access-key",
+    ),
+    pytest.param(
+        TICKET,
+        f"connected to wss://msg-frontier.feishu.cn/ws/v2?device_id=7&ticket={TICKET}",
+        id="long-connection-ticket",
+    ),
 ]
 LOGGERS = [pytest.param("", id="root"), pytest.param("Lark", id="lark")]
 
@@ -170,6 +211,32 @@ def test_it_redacts_extra_fields(json_output: Capture, logger_name: str, secret:
     _assert_redacted(json_output(), secret)
 
 
+# Raw HTTP as bytes: their repr (`b'...\\r\\ncode=...'`) escapes line breaks and non-ASCII.
+RAW_REQUEST = (
+    "POST /open-apis/authen/v2/oauth/token HTTP/1.1\r\n"
+    f"Authorization: Basic {BASIC}\r\n\r\n"
+    f"code={CODE}\r\n用户code={JSON_CODE}"
+).encode()
+
+
+@pytest.mark.parametrize("logger_name", LOGGERS)
+def test_it_redacts_bytes_args(output: Capture, logger_name: str):
+    logging.getLogger(logger_name).debug("sent %s", RAW_REQUEST)
+    logged = output()
+    for secret in (BASIC, CODE, JSON_CODE):
+        assert secret not in logged
+    assert "Zq9" not in logged
+    assert f"Basic {MARKER}" in logged
+
+
+@pytest.mark.parametrize("logger_name", LOGGERS)
+def test_it_redacts_a_bytes_message(output: Capture, logger_name: str):
+    logging.getLogger(logger_name).debug(RAW_REQUEST)
+    logged = output()
+    assert "Zq9" not in logged
+    assert MARKER in logged
+
+
 def test_it_redacts_secret_keys_and_nested_values_in_extra(json_output: Capture):
     logging.getLogger("larkauth.test").info(
         "token exchange",
@@ -216,7 +283,16 @@ def test_install_is_idempotent():
         ("LARK_APP_SECRET=s3cr3t-value", f"LARK_APP_SECRET={MARKER}"),
         ('{"code": 0, "msg": "success"}', '{"code": 0, "msg": "success"}'),
         ("token expired: re-run the t-shirt job", "token expired: re-run the t-shirt job"),
+        # In a query string `code` and `state` are always OAuth values, however they look.
+        (
+            "GET /oauth/callback?code=abcdefgh&state=pending HTTP/1.1",
+            f"GET /oauth/callback?code={MARKER}&state={MARKER} HTTP/1.1",
+        ),
+        ("cb%3Fstate%3Dpending%26code%3D0", f"cb%3Fstate%3D{MARKER}%26code%3D{MARKER}"),
+        ("GET /admin/?state__exact=needs_reauth", "GET /admin/?state__exact=needs_reauth"),
+        ('{\\"code\\": 0, \\"msg\\": \\"ok\\"}', '{\\"code\\": 0, \\"msg\\": \\"ok\\"}'),
+        ("redirect_uri=http%3A%2F%2F127.0.0.1%3A8000%2Foauth%2Fcallback", None),
     ],
 )
-def test_redact(text: str, expected: str):
-    assert redact(text) == expected
+def test_redact(text: str, expected: str | None):
+    assert redact(text) == (text if expected is None else expected)
