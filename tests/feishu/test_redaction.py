@@ -7,15 +7,19 @@ import base64
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils.module_loading import import_string
 
 from larkauth import redaction
 from larkauth.redaction import MARKER, RedactionFilter, redact
+from tests.conftest import _missing
+from tests.events.helpers import CONNECT_WAIT_MS, listener_env, start_listener
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ6cTkiOiJzZW50aW5lbCJ9.Zq9v2SentinelSig_0123"
 USER_TOKEN = "u-Zq9v1UserSentinel0123456789abcdef"
@@ -296,3 +300,29 @@ def test_install_is_idempotent():
 )
 def test_redact(text: str, expected: str | None):
     assert redact(text) == (text if expected is None else expected)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_listener_logs_the_long_connection_url_redacted(lark, settings, tmp_path):
+    # At DEBUG the websockets library under lark-oapi logs the handshake's request line:
+    # the long-connection URL with its access_key and ticket.
+    if connection.vendor != "postgresql":
+        _missing("PostgreSQL")
+    env = listener_env(lark.sandbox, settings, LOG_LEVEL="DEBUG", LOG_FORMAT="json")
+    listener = start_listener(env, tmp_path / "listener.log")
+    try:
+        connected = lark.sandbox.ws_connections(
+            lark.app.app_id, min_count=1, wait_ms=CONNECT_WAIT_MS
+        )
+        assert connected, listener.output()[-3000:]
+    finally:
+        assert listener.stop() == 0
+    output = listener.output()
+    log_lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    [request_line] = [
+        line["message"] for line in log_lines if line["message"].startswith("> GET /ws/v2?")
+    ]
+    assert f"access_key={MARKER}" in request_line
+    assert f"ticket={MARKER}" in request_line
+    assert not re.search(rf"(?:access_key|ticket)=(?!{re.escape(MARKER)})", output)
