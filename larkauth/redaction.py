@@ -45,12 +45,9 @@ _AUTHORIZATION_HEADER = re.compile(
     rf"(?i)(?P<head>{_START}(?:proxy-)?authorization\\*[\"']?\s*[:=]\s*\\*[\"']?"
     r"(?:(?:bearer|basic|digest|api-key|token)\s+)?)(?P<value>[^\s\"',;\\]+)"
 )
-_QUOTED = r"(?P<value>(?:(?!(?P=q))(?:\\.|.))*)(?P=q)"
-# \"key\": \"value\": JSON inside JSON (a body logged as a string). Done first: the quoted
-# value around it would otherwise be taken whole, under a harmless key.
-_ESCAPED_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>\\+[\"']){_QUOTED}")
-# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs).
-_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>[\"']){_QUOTED}")
+# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs) / \"key\": \"value\"
+# (JSON inside JSON: a body logged as a string).
+_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>\\*[\"'])(?P<value>(?:(?!(?P=q))(?:\\.|.))*)(?P=q)")
 # key=value / key: value (query strings, form bodies, headers, prose).
 _BARE_VALUE = re.compile(rf"{_KEY}(?P<value>{_BARE}+)")
 # key%3Dvalue%26…: a form or query string that was URL-encoded (once or more).
@@ -82,7 +79,6 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _AUTHORIZATION_HEADER.sub(rf"\g<head>{MARKER}", text)
-    text = _ESCAPED_QUOTED_VALUE.sub(_redact_key_value, text)
     text = _QUOTED_VALUE.sub(_redact_key_value, text)
     text = _BARE_VALUE.sub(_redact_key_value, text)
     text = _ENCODED_VALUE.sub(_redact_key_value, text)
@@ -133,10 +129,12 @@ def _redact_key_value(match: re.Match[str]) -> str:
         return match.group(0)  # done by _AUTHORIZATION_HEADER, which keeps the scheme
     start = match.start()
     in_query = bool(_QUERY_BEFORE.search(match.string[max(start - 9, 0) : start]))
-    if not _is_secret(key, match.group("value"), in_query):
-        return match.group(0)
-    quote = match.groupdict().get("q") or ""
-    return f"{key}{match.group('sep')}{quote}{MARKER}{quote}"
+    value, sep, quote = match.group("value"), match.group("sep"), match.groupdict().get("q") or ""
+    if _is_secret(key, value, in_query):
+        return f"{key}{sep}{quote}{MARKER}{quote}"
+    if quote:  # a quoted value may hold more: `"argsrepr": "[{'app_secret': '…'}]"`
+        return f"{key}{sep}{quote}{redact(value)}{quote}"
+    return match.group(0)
 
 
 _STANDARD_ATTRIBUTES = frozenset(

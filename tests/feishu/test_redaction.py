@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,10 +17,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils.module_loading import import_string
 
+from config.celery import app as celery_app
 from larkauth import redaction
 from larkauth.redaction import MARKER, RedactionFilter, redact
 from tests.conftest import _missing
 from tests.events.helpers import CONNECT_WAIT_MS, listener_env, start_listener
+from tests.jobs.workers import running_workers
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ6cTkiOiJzZW50aW5lbCJ9.Zq9v2SentinelSig_0123"
 USER_TOKEN = "u-Zq9v1UserSentinel0123456789abcdef"
@@ -40,6 +43,7 @@ API_KEY = "Zq9ApiKey.SentinelSecret0123456789"
 FERNET_KEY = base64.urlsafe_b64encode(b"Zq9-fernet-key-sentinel-32bytes!").decode()
 ESCAPED_SECRET = "Zq9EscapedSecretSentinel0123"
 ESCAPED_CODE = "Zq9EscapedCodeSentinel0123"
+NESTED_SECRET = "Zq9NestedSecretSentinel0123"
 ENCODED_SECRET = "Zq9EncodedSecretSentinel0123"
 ENCODED_CODE = "Zq9EncodedCodeSentinel0123"
 ACCESS_KEY = "Zq9c1cc643bb2b5ecea461bb0d01efc1"
@@ -87,6 +91,12 @@ CASES = [
         ESCAPED_SECRET,
         json.dumps({"body": json.dumps({"app_id": "cli_a", "app_secret": ESCAPED_SECRET})}),
         id="escaped-json",
+    ),
+    # A repr inside a repr under a harmless key, as Celery logs a task's headers.
+    pytest.param(
+        NESTED_SECRET,
+        str({"argsrepr": str([{"app_secret": NESTED_SECRET}]), "kwargsrepr": "{}"}),
+        id="nested-repr",
     ),
     # Escaped line breaks (JSON strings, reprs) run into the key after them.
     pytest.param(
@@ -326,3 +336,30 @@ def test_the_listener_logs_the_long_connection_url_redacted(lark, settings, tmp_
     assert f"access_key={MARKER}" in request_line
     assert f"ticket={MARKER}" in request_line
     assert not re.search(rf"(?:access_key|ticket)=(?!{re.escape(MARKER)})", output)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_logs_task_arguments_redacted(sandbox, redis_url, tmp_path, monkeypatch):
+    # Celery logs a task's arguments when it is received, when it fails and when it is
+    # unknown (the whole message body, as bytes): through settings.LOGGING, not its own.
+    if connection.vendor != "postgresql":
+        _missing("PostgreSQL")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    args = [f"code={CODE}", {"app_secret": APP_SECRET}]
+    with running_workers(1, redis_url, sandbox.url, tmp_path) as workers:
+        with celery_app.connection_for_write(workers.broker_url) as conn:
+            for task in ("larkauth.no_such_task", "sessions_app.tasks.cleanup_auth_sessions"):
+                celery_app.send_task(
+                    task, args=args, kwargs={"token": USER_TOKEN}, queue=workers.queue,
+                    connection=conn,
+                )  # fmt: skip
+        [worker] = workers.workers
+        deadline = time.monotonic() + 30
+        while worker.text().count('"level": "ERROR"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        output = worker.text()
+    errors = [json.loads(line) for line in output.splitlines() if '"level": "ERROR"' in line]
+    assert len(errors) == 2, output[-3000:]
+    assert "Zq9" not in output
+    assert MARKER in output
