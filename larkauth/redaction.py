@@ -47,7 +47,7 @@ _AUTHORIZATION_HEADER = re.compile(
 )
 # key: "value" / 'key': 'value' / key="value" (JSON, Python reprs) / \"key\": \"value\"
 # (JSON inside JSON: a body logged as a string).
-_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>\\*[\"'])(?P<value>(?:(?!(?P=q))(?:\\.|.))*)(?P=q)")
+_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>\\*[\"'])(?P<value>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)")
 # key=value / key: value (query strings, form bodies, headers, prose).
 _BARE_VALUE = re.compile(rf"{_KEY}(?P<value>{_BARE}+)")
 # key%3Dvalue%26…: a form or query string that was URL-encoded (once or more).

@@ -288,6 +288,13 @@ def test_install_is_idempotent():
         assert sum(isinstance(f, RedactionFilter) for f in target.filters) == 1
 
 
+def test_it_stays_fast_on_a_run_of_backslashes_without_a_closing_quote():
+    # Each backslash could be read two ways: the time doubled with every few more.
+    started = time.monotonic()
+    assert redact('key: "' + "\\" * 36 + "x") == 'key: "' + "\\" * 36 + "x"
+    assert time.monotonic() - started < 0.2
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
