@@ -17,4 +17,5 @@ RUN mkdir -p var && DJANGO_SECRET_KEY=build LARKAUTH_ENCRYPTION_KEYS=$(python -c
 
 USER larkauth
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", "--access-logfile", "-"]
+# Bind ($PORT), workers, threads and logging: config/gunicorn.py.
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]

@@ -21,26 +21,39 @@ MARKER = "[REDACTED]"
 # `LARK_APP_SECRET`, `AppSecret` and `X-Api-Key` all count).
 _SECRET_KEY = re.compile(
     r"(?:^|_)(?:secret|password|passwd|token|code|verifier|state|ticket|credentials?"
-    r"|authorization|cookie|(?:encrypt|encryption|api|secret|private|signing)_?keys?)$"
+    r"|authorization|cookie|(?:encrypt|encryption|api|secret|private|signing|access)_?keys?)$"
 )
 _KEY_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 # `code` and `state` also name harmless things: Feishu error codes (numbers), our error
 # slugs (`authorization_required`), session states (`needs_reauth`). Those values are kept;
-# real codes and states are long random strings.
+# real codes and states are long random strings. In a query string they are always masked.
 _AMBIGUOUS_KEY = re.compile(r"(?:^|_)(?:code|state)$")
 _HARMLESS_VALUE = re.compile(r"^(?:\d{1,12}|[a-z]{1,16}(?:_[a-z]{1,16}){0,3})$")
+# What comes just before a query parameter: `?` or `&`, also URL-encoded (`%3F`, `%26`).
+_QUERY_BEFORE = re.compile(r"(?:[?&]|%(?:25)*(?:3[Ff]|26))$")
 
-_KEY = r"(?P<key>\b[A-Za-z][A-Za-z0-9_-]{0,63})(?P<sep>[\"']?\s*[:=]\s*)"
+# Where a key may start: not inside a word, but right after an escaped line break (`\n`
+# in JSON strings and reprs) or a URL-encoded character (`%26` in `a%3D1%26code%3D…`).
+_START = r"(?:(?<=\\[nrt])|(?<=%[0-9A-Fa-f]{2})|(?<![A-Za-z0-9_\\%]))"
+_KEY_NAME = rf"(?P<key>{_START}[A-Za-z][A-Za-z0-9_-]{{0,63}})"
+# The quote after a key may be escaped: `{\"app_secret\": \"…\"}` is JSON inside JSON.
+_KEY = rf"{_KEY_NAME}(?P<sep>(?:\\*[\"'])?\s*[:=]\s*)"
+# A value without quotes ends at a delimiter or at an escape sequence (`\n`, `\"`).
+_BARE = r"(?:[^\s&\"',;}\])#<>\\]|\\(?![nrt\"'\\]))"
 # Authorization headers keep their scheme: `Authorization: Bearer [REDACTED]`.
 _AUTHORIZATION_HEADER = re.compile(
-    r"(?i)(?P<head>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
-    r"(?:(?:bearer|basic|digest|api-key|token)\s+)?)(?P<value>[^\s\"',;]+)"
+    rf"(?i)(?P<head>{_START}(?:proxy-)?authorization\\*[\"']?\s*[:=]\s*\\*[\"']?"
+    r"(?:(?:bearer|basic|digest|api-key|token)\s+)?)(?P<value>[^\s\"',;\\]+)"
 )
-# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs).
-_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>[\"'])(?P<value>(?:\\.|(?!(?P=q)).)*)(?P=q)")
+# key: "value" / 'key': 'value' / key="value" (JSON, Python reprs) / \"key\": \"value\"
+# (JSON inside JSON: a body logged as a string).
+_QUOTED_VALUE = re.compile(rf"{_KEY}(?P<q>\\*[\"'])(?P<value>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)")
 # key=value / key: value (query strings, form bodies, headers, prose).
-_BARE_VALUE = re.compile(rf"{_KEY}(?P<value>[^\s&\"',;}}\])#<>]+)")
-# "invalid code 3Fa9...": a secret word, then a random-looking value (letters and digits).
+_BARE_VALUE = re.compile(rf"{_KEY}(?P<value>{_BARE}+)")
+# key%3Dvalue%26…: a form or query string that was URL-encoded (once or more).
+_ENCODED_VALUE = re.compile(
+    rf"{_KEY_NAME}(?P<sep>%(?:25)*3[Dd])(?P<value>(?:(?!%(?:25)*26){_BARE})+)"
+)
 _PROSE_VALUE = re.compile(
     r"(?i)(?P<head>\b(?:code|token|secret|verifier|state|password)\s+)"
     r"(?P<value>(?=[A-Za-z._~+/=-]*\d)(?=[\d._~+/=-]*[A-Za-z])[A-Za-z0-9._~+/=-]{16,})"
@@ -68,6 +81,7 @@ def redact(text: str) -> str:
     text = _AUTHORIZATION_HEADER.sub(rf"\g<head>{MARKER}", text)
     text = _QUOTED_VALUE.sub(_redact_key_value, text)
     text = _BARE_VALUE.sub(_redact_key_value, text)
+    text = _ENCODED_VALUE.sub(_redact_key_value, text)
     text = _AUTH_SCHEME.sub(rf"\g<head>{MARKER}", text)
     text = _PROSE_VALUE.sub(rf"\g<head>{MARKER}", text)
     text = _URL_PASSWORD.sub(rf"\g<head>{MARKER}", text)
@@ -100,11 +114,11 @@ def _normalized_key(key: str) -> str:
     return "_".join(word.lower() for word in _KEY_WORDS.findall(key))
 
 
-def _is_secret(key: str, value: str) -> bool:
+def _is_secret(key: str, value: str, in_query: bool = False) -> bool:
     normalized = _normalized_key(key)
     if not value or value == MARKER or not _SECRET_KEY.search(normalized):
         return False
-    if _AMBIGUOUS_KEY.search(normalized):
+    if _AMBIGUOUS_KEY.search(normalized) and not in_query:
         return not _HARMLESS_VALUE.match(value)
     return True
 
@@ -113,10 +127,14 @@ def _redact_key_value(match: re.Match[str]) -> str:
     key = match.group("key")
     if _normalized_key(key).endswith("authorization"):
         return match.group(0)  # done by _AUTHORIZATION_HEADER, which keeps the scheme
-    if not _is_secret(key, match.group("value")):
-        return match.group(0)
-    quote = match.groupdict().get("q") or ""
-    return f"{key}{match.group('sep')}{quote}{MARKER}{quote}"
+    start = match.start()
+    in_query = bool(_QUERY_BEFORE.search(match.string[max(start - 9, 0) : start]))
+    value, sep, quote = match.group("value"), match.group("sep"), match.groupdict().get("q") or ""
+    if _is_secret(key, value, in_query):
+        return f"{key}{sep}{quote}{MARKER}{quote}"
+    if quote:  # a quoted value may hold more: `"argsrepr": "[{'app_secret': '…'}]"`
+        return f"{key}{sep}{quote}{redact(value)}{quote}"
+    return match.group(0)
 
 
 _STANDARD_ATTRIBUTES = frozenset(
@@ -140,6 +158,11 @@ class RedactionFilter(logging.Filter):
 
 
 def _redact_record(record: logging.LogRecord) -> None:
+    # Bytes are logged as text: their repr escapes line breaks and non-ASCII characters
+    # (`b'...\\r\\ncode=...'`), which would hide where a key starts.
+    record.msg = _as_text(record.msg)
+    if isinstance(record.args, tuple):
+        record.args = tuple(_as_text(arg) for arg in record.args)
     if isinstance(record.msg, Mapping):
         record.msg = redact_value(record.msg)
     else:
@@ -158,6 +181,10 @@ def _redact_record(record: logging.LogRecord) -> None:
     for name, value in list(vars(record).items()):
         if name not in _STANDARD_ATTRIBUTES and not name.startswith("_"):
             setattr(record, name, redact_value(value, name))
+
+
+def _as_text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
 
 
 LARK_LOGGER = "Lark"

@@ -1,0 +1,90 @@
+"""gunicorn in production (the Dockerfile's CMD): `gunicorn -c config/gunicorn.py config.wsgi`.
+
+From the environment: `PORT` (8000; binds 0.0.0.0), `GUNICORN_WORKERS` (4),
+`GUNICORN_THREADS` (4), `LOG_FORMAT` and `LOG_LEVEL` as for the rest of larkauth.
+
+Every line gunicorn writes passes larkauth's redaction filter, in the format of
+`settings.LOGGING` (one JSON object per line with `LOG_FORMAT=json`): its own messages on
+stderr, the access log on stdout, one line per request, with the values of secret query
+parameters (the OAuth callback's `code` and `state`) and the referer's masked.
+
+gunicorn reads this file before it changes into the project directory, so nothing of the
+project is imported here: the logging classes are named as strings, resolved later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}.")
+    return int(raw)
+
+
+bind = [f"0.0.0.0:{_positive_int('PORT', 8000)}"]
+workers = _positive_int("GUNICORN_WORKERS", 4)
+threads = _positive_int("GUNICORN_THREADS", 4)
+# Unused, and its default path ($HOME/.gunicorn/gunicorn.ctl) is one per user, not per server.
+control_socket_disable = True
+
+# The time, level and request id are fields of the line itself.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+
+
+class AccessRequestIdFilter(logging.Filter):
+    """An access line's request id: the `X-Request-ID` larkauth answered with."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):  # gunicorn's atoms
+            record.request_id = record.args.get("{x-request-id}o", "-")
+        return True
+
+
+_JSON = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+# A bad LOG_LEVEL is reported by larkauth's system checks; gunicorn keeps to INFO then.
+_LEVEL = os.environ.get("LOG_LEVEL", "").strip().upper()
+_LEVEL = _LEVEL if _LEVEL in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
+_FILTERS = ["request_id", "redact"]
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "access_request_id": {"()": AccessRequestIdFilter},
+        "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
+        "redact": {"()": "larkauth.redaction.RedactionFilter"},
+    },
+    # The formats of settings.LOGGING.
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "json" if _JSON else "console",
+            "filters": _FILTERS,
+        },
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json" if _JSON else "console",
+            "filters": ["access_request_id", *_FILTERS],
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": _LEVEL, "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
