@@ -10,6 +10,8 @@ import pytest
 from django.db import connection
 
 from events_app import callback
+from larkauth import jsonparse
+from larkauth.sandbox.delivery import encrypt as encrypt_body
 from sessions_app.models import ProcessedEvent, SessionState, TokenEvent, UserAuthSession
 from tests.events.helpers import (
     card_title,
@@ -160,6 +162,87 @@ def test_an_event_without_an_event_id_is_refused(lark):
     response = post(lark.client, *signed(lark, json.dumps(event).encode()))
 
     assert (response.status_code, response.json()["code"]) == (400, "malformed_body")
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("X-Lark-Signature", "é" * 64, "bad_signature"),
+        ("X-Lark-Signature", "签名", "bad_signature"),
+        ("X-Lark-Request-Nonce", "é", "bad_signature"),
+        ("X-Lark-Request-Timestamp", "é", "bad_signature"),
+    ],
+    ids=["signature-latin1", "signature-cjk", "nonce", "timestamp"],
+)
+def test_non_ascii_headers_are_refused_and_change_nothing(lark, encrypt, header, value, code):
+    # A WSGI server hands header bytes over as latin-1 text: any byte can arrive.
+    session = open_card(lark, lark.sandbox.alice)
+    body, headers, _ = signed_request(decline(session), encrypt=encrypt)
+    headers[header] = value
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (401, code)
+    _assert_untouched(session)
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize("kind", ["huge", "fullwidth-now", "negative"])
+def test_a_signed_but_absurd_timestamp_is_refused(lark, encrypt, kind):
+    now = str(int(time.time()))
+    timestamp = {
+        "huge": "9" * 400,
+        "fullwidth-now": now.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+        "negative": "-" + now,
+    }[kind]
+    session = open_card(lark, lark.sandbox.alice)
+    # Signed over the absurd value, so only the timestamp check can refuse it.
+    body, headers, _ = signed_request(decline(session), encrypt=encrypt, timestamp=timestamp)
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (401, "stale_timestamp")
+    _assert_untouched(session)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b"{" * 100_000, b'{"a":' * 100_000, b"[" * 65 + b"]" * 65],
+    ids=["arrays", "braces", "objects", "65-levels"],
+)
+def test_deeply_nested_json_is_a_400_and_changes_nothing(lark, body):
+    response = post(lark.client, *signed(lark, body))
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_body")
+    assert "nested deeper than" in response.json()["detail"]
+    assert ProcessedEvent.objects.count() == 0
+
+
+def test_a_deeply_nested_body_inside_the_encryption_is_a_400(lark):
+    inner = b'{"schema": "2.0", "header": ' * 10_000
+    body = json.dumps({"encrypt": encrypt_body(lark.app.encrypt_key, inner)}).encode()
+
+    response = post(lark.client, *signed(lark, body))
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_body")
+    assert ProcessedEvent.objects.count() == 0
+
+
+def test_an_event_nested_as_deep_as_allowed_is_read(lark):
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session)
+    nested: dict = {}
+    for _ in range(jsonparse.MAX_DEPTH - 5):  # under envelope.event.action.value.extra
+        nested = {"n": nested}
+    event["event"]["action"]["value"]["extra"] = nested
+    body, headers, _ = signed_request(event)
+
+    response = post(lark.client, body, headers)
+
+    assert response.status_code == 200, response.content
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
