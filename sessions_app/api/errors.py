@@ -18,6 +18,13 @@ from larkauth.errors import (
 )
 from sessions_app.models import Application
 
+# Feishu's answers that mean the application cannot reach this user: outside the app's
+# availability (230013 on sending a message, 20010 on the token endpoint), no such user
+# (20008), or a user whose status is not valid, e.g. deactivated (20066). Neither larkauth
+# nor Feishu is failing, and retrying will not help until an admin changes something:
+# a 422 `user_unreachable`, not a 502.
+USER_UNREACHABLE_CODES = frozenset({230013, 20010, 20008, 20066})
+
 
 def error_response(code: str, detail: Any, http_status: int, **extra: Any) -> Response:
     return Response({"code": code, "detail": detail, **extra}, status=http_status)
@@ -54,6 +61,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "token_refresh_failed",
             "Feishu could not refresh the token right now; try again shortly.",
             status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, FeishuError) and exc.code in USER_UNREACHABLE_CODES:
+        return error_response(
+            "user_unreachable",
+            f"Feishu says the application cannot reach this user (code {exc.code}): the user"
+            " is outside the app's availability, unknown or deactivated.",
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     if isinstance(exc, FeishuError):
         return error_response(
