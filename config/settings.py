@@ -253,7 +253,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["sessions_app.api.permissions.HasServiceKey"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "sessions_app.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "sessions_app.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
