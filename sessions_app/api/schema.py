@@ -27,6 +27,8 @@ ERROR_CODES = {
     "unknown_app": "No active application with that app_id (or none to default to).",
     "unknown_user": "No Feishu user is known by that user_id or email.",
     "not_found": "No such resource.",
+    "request_too_large": "The body is larger than the server accepts "
+    "(DATA_UPLOAD_MAX_MEMORY_SIZE).",
     "unsupported_media_type": "The body is not `application/json`.",
     "user_unreachable": "Feishu says the application cannot reach this user: outside the "
     "app's availability, unknown or deactivated.",

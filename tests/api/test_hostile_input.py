@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
@@ -50,6 +52,18 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(lark, path, body):
     assert response.status_code == 400
     assert response.json()["code"] == "parse_error"
     assert "nested deeper than" in response.json()["detail"]
+    assert_nothing_happened(lark)
+
+
+@pytest.mark.parametrize("path", WRITE_PATHS)
+def test_a_body_over_the_size_limit_is_a_413_and_changes_nothing(lark, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"open_id": lark.sandbox.alice["open_id"]}) + " " * 1000
+
+    response = send(lark, "post", path, body, "application/json")
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
     assert_nothing_happened(lark)
 
 
@@ -142,6 +156,13 @@ def test_a_wrong_method_is_a_json_405_that_names_the_allowed_ones(lark):
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
     assert "POST" in response["Allow"]
+
+
+def test_a_nul_in_the_api_key_is_a_401(lark):
+    response = lark.api("get", "/api/v1/authorizations/", key="abc\x00.def")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_api_key"
 
 
 # --- Feishu's answers about the user ------------------------------------------------------

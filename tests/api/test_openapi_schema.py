@@ -36,8 +36,8 @@ def error_codes(openapi: dict, where: tuple[str, str], status: int) -> list[str]
 @pytest.mark.parametrize(
     ("where", "statuses"),
     [
-        (TOKENS, {200, 400, 401, 403, 404, 415, 422, 429, 502, 503}),
-        (AUTH_SESSIONS, {200, 201, 400, 401, 403, 404, 415, 422, 429, 502, 503}),
+        (TOKENS, {200, 400, 401, 403, 404, 413, 415, 422, 429, 502, 503}),
+        (AUTH_SESSIONS, {200, 201, 400, 401, 403, 404, 413, 415, 422, 429, 502, 503}),
         (AUTH_SESSION, {200, 400, 401, 404}),
         (AUTHORIZATIONS, {200, 400, 401, 403, 404}),
         (REVOKE, {204, 400, 401, 403, 404}),

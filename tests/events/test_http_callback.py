@@ -219,6 +219,19 @@ def test_deeply_nested_json_is_a_400_and_changes_nothing(lark, body):
     assert ProcessedEvent.objects.count() == 0
 
 
+def test_a_body_over_the_size_limit_is_a_413_with_json(lark, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session)
+    event["event"]["action"]["value"]["padding"] = "x" * 1000
+    body, headers, _ = signed_request(event)
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
+    _assert_untouched(session)
+
+
 def test_a_deeply_nested_body_inside_the_encryption_is_a_400(lark):
     inner = b'{"schema": "2.0", "header": ' * 10_000
     body = json.dumps({"encrypt": encrypt_body(lark.app.encrypt_key, inner)}).encode()
