@@ -37,7 +37,8 @@ ERROR_CODES = {
     "it may.",
     "token_refresh_failed": "Feishu could not refresh the token right now; retry shortly.",
 }
-# Every operation can answer these (a NUL in the URL is refused before any view).
+# Any operation can answer a 400 (a NUL in the URL is refused before any view); one with a
+# body also for a body that is not JSON.
 BAD_REQUEST = ("invalid_request",)
 BAD_BODY = ("invalid_request", "parse_error")
 RETRY_AFTER = OpenApiParameter(
