@@ -1,7 +1,7 @@
 """gunicorn in production (the Dockerfile's CMD): `gunicorn -c config/gunicorn.py config.wsgi`.
 
 From the environment: `PORT` (8000; binds 0.0.0.0), `GUNICORN_WORKERS` (4),
-`GUNICORN_THREADS` (4), `LOG_FORMAT` and `LOG_LEVEL` as for the rest of larkauth.
+`GUNICORN_THREADS` (8), `LOG_FORMAT` and `LOG_LEVEL` as for the rest of larkauth.
 
 Every line gunicorn writes passes larkauth's redaction filter, in the format of
 `settings.LOGGING` (one JSON object per line with `LOG_FORMAT=json`): its own messages on
@@ -29,7 +29,10 @@ def _positive_int(name: str, default: int) -> int:
 
 bind = [f"0.0.0.0:{_positive_int('PORT', 8000)}"]
 workers = _positive_int("GUNICORN_WORKERS", 4)
-threads = _positive_int("GUNICORN_THREADS", 4)
+# Threads wait on PostgreSQL, Redis and Feishu more than they compute. Up to
+# TOKEN_WAIT_SLOTS (4) of them may block in a token request's `wait`: the others keep
+# answering health checks and token reads.
+threads = _positive_int("GUNICORN_THREADS", 8)
 # Unused, and its default path ($HOME/.gunicorn/gunicorn.ctl) is one per user, not per server.
 control_socket_disable = True
 

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "larkauth.requestid.RequestIdMiddleware",
+    "sessions_app.api.middleware.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -255,9 +256,12 @@ WEBSOCKET_APPS_RESCAN_SECONDS = env_int("WEBSOCKET_APPS_RESCAN_SECONDS", 30)
 TOKEN_WAIT_SLOTS = env_int("TOKEN_WAIT_SLOTS", 4)
 
 REST_FRAMEWORK = {
+    # A JSON API: other bodies are a 415, other Accept values a 406.
+    "DEFAULT_PARSER_CLASSES": ["sessions_app.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["sessions_app.api.permissions.HasServiceKey"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "sessions_app.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "sessions_app.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

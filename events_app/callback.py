@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ APPS_CACHE_SECONDS = 30.0
 SIGNATURE = "X-Lark-Signature"
 TIMESTAMP = "X-Lark-Request-Timestamp"
 NONCE = "X-Lark-Request-Nonce"
+TIMESTAMP_FORMAT = re.compile(r"[0-9]{1,12}")
 
 
 _apps_cache: tuple[float, list[Application]] = (-math.inf, [])
@@ -161,14 +163,18 @@ def _signature_matches(
     app: Application, body: bytes, headers: Mapping[str, str], signature: str
 ) -> bool:
     expected = sign(headers.get(TIMESTAMP, ""), headers.get(NONCE, ""), app.encrypt_key, body)
-    return hmac.compare_digest(expected, signature.strip().lower())
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    given = signature.strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode(), given)
 
 
 def _check_timestamp(headers: Mapping[str, str], now: float | None) -> None:
-    try:
-        timestamp = int(headers.get(TIMESTAMP, ""))
-    except ValueError:
-        raise Rejected(401, "stale_timestamp", "No valid request timestamp.") from None
+    raw = headers.get(TIMESTAMP, "")
+    # Unix seconds as ASCII digits; int() alone would take "１２３" or 4000 digits (whose
+    # difference with a float overflows).
+    if not TIMESTAMP_FORMAT.fullmatch(raw):
+        raise Rejected(401, "stale_timestamp", "No valid request timestamp.")
+    timestamp = int(raw)
     skew = abs((time.time() if now is None else now) - timestamp)
     if skew > MAX_CLOCK_SKEW_SECONDS:
         raise Rejected(401, "stale_timestamp", "The request timestamp is more than 5 minutes off.")

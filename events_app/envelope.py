@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from larkauth import jsonparse
 
 # ProcessedEvent.event_id's column size.
 MAX_EVENT_ID_LENGTH = 128
@@ -17,9 +18,9 @@ class MalformedEvent(ValueError):
 
 def json_object(raw: bytes | str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedEvent("the body is not JSON") from exc
+        data = jsonparse.loads(raw)
+    except jsonparse.InvalidJSON as exc:
+        raise MalformedEvent(str(exc)) from exc
     if not isinstance(data, dict):
         raise MalformedEvent("the body is not a JSON object")
     return data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -30,7 +31,11 @@ def lark_events(request: HttpRequest) -> JsonResponse:
         response["Allow"] = "POST"
         return response
     try:
-        verified = callback.verify(request.body, request.headers)
+        body = request.body
+    except RequestDataTooBig:
+        return _error(413, "body_too_large", "The body is larger than this endpoint accepts.")
+    try:
+        verified = callback.verify(body, request.headers)
     except callback.Rejected as exc:
         metrics.EVENTS.labels("unverified", "rejected").inc()
         logger.warning("Refused an event request: %s (%s)", exc.code, exc.detail)

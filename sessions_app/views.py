@@ -128,7 +128,12 @@ def oauth_start(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_GET
 def oauth_callback(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
+    code = request.GET.get("code", "")
     error = request.GET.get("error", "")
+    if "\x00" in state + code + error:
+        # No link Feishu makes has a NUL, and PostgreSQL cannot compare text holding one:
+        # a changed link, refused before anything is looked up or consumed.
+        return render_outcome(request, "state_invalid")
     try:
         if error == "access_denied":
             services.authorization_reject(state=state)
@@ -136,7 +141,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         if error:
             metrics.AUTH_FAILURES.labels("feishu_error").inc()
             return render_outcome(request, "feishu_error")
-        services.authorization_complete(state, request.GET.get("code", ""))
+        services.authorization_complete(state, code)
     except AuthFlowError as exc:
         if exc.reason in {"state_invalid", "already_used", "not_found", "expired"}:
             metrics.AUTH_FAILURES.labels(

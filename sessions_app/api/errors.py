@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -11,6 +13,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from larkauth.errors import (
     AuthenticationRequiredError,
+    Failure,
     FeishuError,
     RateLimitedError,
     TokenRefreshFailedError,
@@ -24,6 +27,12 @@ def error_response(code: str, detail: Any, http_status: int, **extra: Any) -> Re
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(
+            "request_too_large",
+            f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, AuthenticationRequiredError):
         return error_response(
             "authorization_required",
@@ -54,6 +63,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "token_refresh_failed",
             "Feishu could not refresh the token right now; try again shortly.",
             status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, FeishuError) and exc.failure is Failure.USER_UNAVAILABLE:
+        # Neither larkauth nor Feishu is failing; retrying will not help until an admin
+        # changes the app's availability or the user's status.
+        return error_response(
+            "user_unreachable",
+            f"Feishu says the application cannot reach this user (code {exc.code}): the user"
+            " is outside the app's availability, unknown or deactivated.",
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     if isinstance(exc, FeishuError):
         return error_response(

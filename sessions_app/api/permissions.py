@@ -67,6 +67,8 @@ class HasServiceKey:
         key = self.key_parser.get(request)
         if not key:
             raise AuthenticationFailed("Send your key as 'Authorization: Api-Key <key>'.")
+        if "\x00" in key:  # no key has one, and PostgreSQL cannot look one up
+            raise AuthenticationFailed("This API key is not valid.")
         caller = _verify(key)
         if caller.expires is not None and caller.expires < timezone.now():
             raise AuthenticationFailed("This API key has expired.")

@@ -2,20 +2,48 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from sessions_app.models import AuthMethod, SessionState, UserAuthSession
 from sessions_app.services.authorization import start_url
 
+# A request names its user by exactly one of these (a blank one counts as not given).
+USER_FIELDS = ("open_id", "user_id", "email")
+_ONE_OF = "Give exactly one of open_id, user_id, email."
+# No Feishu id holds a control character (and PostgreSQL cannot store NUL); stated as a
+# pattern so that the OpenAPI schema says it too.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+_NO_CONTROL_CHARACTERS = RegexValidator(
+    ID_PATTERN, "Control characters are not allowed.", code="invalid"
+)
+
+
+def _id_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        trim_whitespace=False,  # taken as sent, as the schema describes it
+        validators=[_NO_CONTROL_CHARACTERS],
+        help_text=help_text,
+    )
+
 
 class UserTargetSerializer(serializers.Serializer):
-    app_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    open_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    user_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    app_id = _id_field("The application; without it, the default one.")
+    open_id = _id_field(_ONE_OF)
+    user_id = _id_field(_ONE_OF)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        max_length=254,
+        trim_whitespace=False,
+        help_text=_ONE_OF,
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        given = [name for name in ("open_id", "user_id", "email") if attrs.get(name)]
+        given = [name for name in USER_FIELDS if attrs.get(name)]
         if len(given) != 1:
             raise serializers.ValidationError("Give exactly one of open_id, user_id or email.")
         return attrs
@@ -23,7 +51,12 @@ class UserTargetSerializer(serializers.Serializer):
 
 class TokenRequestSerializer(UserTargetSerializer):
     prompt = serializers.BooleanField(default=False)
-    wait = serializers.IntegerField(default=0, min_value=0, max_value=30)
+    wait = serializers.IntegerField(
+        default=0,
+        min_value=0,
+        max_value=30,
+        help_text="With prompt: seconds (at most 30) to wait for the user to authorize.",
+    )
 
 
 class AuthSessionCreateSerializer(UserTargetSerializer):

@@ -19,6 +19,14 @@ from sessions_app import selectors, services
 from sessions_app.api import serializers
 from sessions_app.api.errors import error_response
 from sessions_app.api.permissions import actor, caller, require_app_access
+from sessions_app.api.schema import (
+    APP_ID,
+    AUTHORIZATION_PATH,
+    BAD_BODY,
+    RETRY_AFTER,
+    errors,
+    key_errors,
+)
 from sessions_app.models import Application, SessionState, UserAuthSession
 
 WAIT_POLL_SECONDS = 0.25
@@ -36,7 +44,25 @@ def _app_for(request: Request, app_id: str | None) -> Application:
 
 class TokenView(APIView):
     @extend_schema(
-        request=serializers.TokenRequestSerializer, responses=serializers.TokenSerializer
+        request=serializers.TokenRequestSerializer,
+        responses={
+            200: serializers.TokenSerializer,
+            **errors(
+                {
+                    **key_errors(),
+                    400: BAD_BODY,
+                    403: ("forbidden",),
+                    404: ("authorization_required", "unknown_app", "unknown_user"),
+                    413: ("request_too_large",),
+                    415: ("unsupported_media_type",),
+                    422: ("user_unreachable",),
+                    429: ("rate_limited",),
+                    502: ("feishu_error",),
+                    503: ("feishu_error", "token_refresh_failed"),
+                }
+            ),
+        },
+        parameters=[RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
         params = serializers.TokenRequestSerializer(data=request.data)
@@ -120,7 +146,22 @@ class AuthSessionCreateView(APIView):
         responses={
             201: serializers.AuthSessionSerializer,
             200: serializers.AuthorizationSerializer,
+            **errors(
+                {
+                    **key_errors(),
+                    400: BAD_BODY,
+                    403: ("forbidden",),
+                    404: ("unknown_app", "unknown_user"),
+                    413: ("request_too_large",),
+                    415: ("unsupported_media_type",),
+                    422: ("user_unreachable",),
+                    429: ("rate_limited",),
+                    502: ("feishu_error",),
+                    503: ("feishu_error",),
+                }
+            ),
         },
+        parameters=[RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
         params = serializers.AuthSessionCreateSerializer(data=request.data)
@@ -143,7 +184,12 @@ class AuthSessionCreateView(APIView):
 
 
 class AuthSessionDetailView(APIView):
-    @extend_schema(responses=serializers.AuthSessionSerializer)
+    @extend_schema(
+        responses={
+            200: serializers.AuthSessionSerializer,
+            **errors({**key_errors(), 404: ("not_found",)}),
+        }
+    )
     def get(self, request: Request, session_id: str) -> Response:
         session = (
             UserAuthSession.objects.select_related("app")
@@ -156,7 +202,13 @@ class AuthSessionDetailView(APIView):
 
 
 class AuthorizationListView(APIView):
-    @extend_schema(responses=serializers.AuthorizationSerializer(many=True))
+    @extend_schema(
+        parameters=[APP_ID],
+        responses={
+            200: serializers.AuthorizationSerializer(many=True),
+            **errors({**key_errors(), 403: ("forbidden",), 404: ("unknown_app",)}),
+        },
+    )
     def get(self, request: Request) -> Response:
         app = _app_for(request, request.query_params.get("app_id"))
         rows = selectors.authorizations_list(app).select_related("app")
@@ -164,7 +216,13 @@ class AuthorizationListView(APIView):
 
 
 class AuthorizationDetailView(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        parameters=AUTHORIZATION_PATH,
+        responses={
+            204: None,
+            **errors({**key_errors(), 403: ("forbidden",), 404: ("unknown_app", "not_found")}),
+        },
+    )
     def delete(self, request: Request, app_id: str, open_id: str) -> Response:
         app = _app_for(request, app_id)
         if not services.authorization_revoke(app, open_id, actor=actor(request)):

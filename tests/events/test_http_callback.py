@@ -10,6 +10,8 @@ import pytest
 from django.db import connection
 
 from events_app import callback
+from larkauth import jsonparse
+from larkauth.sandbox.delivery import encrypt as encrypt_body
 from sessions_app.models import ProcessedEvent, SessionState, TokenEvent, UserAuthSession
 from tests.events.helpers import (
     card_title,
@@ -23,15 +25,6 @@ from tests.events.helpers import (
 from tests.fixtures.sandbox import TEST_APP
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_celery():
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
@@ -163,6 +156,100 @@ def test_an_event_without_an_event_id_is_refused(lark):
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("X-Lark-Signature", "é" * 64, "bad_signature"),
+        ("X-Lark-Signature", "签名", "bad_signature"),
+        ("X-Lark-Request-Nonce", "é", "bad_signature"),
+        ("X-Lark-Request-Timestamp", "é", "bad_signature"),
+    ],
+    ids=["signature-latin1", "signature-cjk", "nonce", "timestamp"],
+)
+def test_non_ascii_headers_are_refused_and_change_nothing(lark, encrypt, header, value, code):
+    # A WSGI server hands header bytes over as latin-1 text: any byte can arrive.
+    session = open_card(lark, lark.sandbox.alice)
+    body, headers, _ = signed_request(decline(session), encrypt=encrypt)
+    headers[header] = value
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (401, code)
+    _assert_untouched(session)
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize("kind", ["huge", "fullwidth-now", "negative"])
+def test_a_signed_but_absurd_timestamp_is_refused(lark, encrypt, kind):
+    now = str(int(time.time()))
+    timestamp = {
+        "huge": "9" * 400,
+        "fullwidth-now": now.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+        "negative": "-" + now,
+    }[kind]
+    session = open_card(lark, lark.sandbox.alice)
+    # Signed over the absurd value, so only the timestamp check can refuse it.
+    body, headers, _ = signed_request(decline(session), encrypt=encrypt, timestamp=timestamp)
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (401, "stale_timestamp")
+    _assert_untouched(session)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b"{" * 100_000, b'{"a":' * 100_000, b"[" * 65 + b"]" * 65],
+    ids=["arrays", "braces", "objects", "65-levels"],
+)
+def test_deeply_nested_json_is_a_400_and_changes_nothing(lark, body):
+    response = post(lark.client, *signed(lark, body))
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_body")
+    assert "nested deeper than" in response.json()["detail"]
+    assert ProcessedEvent.objects.count() == 0
+
+
+def test_a_body_over_the_size_limit_is_a_413_with_json(lark, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session)
+    event["event"]["action"]["value"]["padding"] = "x" * 1000
+    body, headers, _ = signed_request(event)
+
+    response = post(lark.client, body, headers)
+
+    assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
+    _assert_untouched(session)
+
+
+def test_a_deeply_nested_body_inside_the_encryption_is_a_400(lark):
+    inner = b'{"schema": "2.0", "header": ' * 10_000
+    body = json.dumps({"encrypt": encrypt_body(lark.app.encrypt_key, inner)}).encode()
+
+    response = post(lark.client, *signed(lark, body))
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_body")
+    assert ProcessedEvent.objects.count() == 0
+
+
+def test_an_event_nested_as_deep_as_allowed_is_read(lark):
+    session = open_card(lark, lark.sandbox.alice)
+    event = decline(session)
+    nested: dict = {}
+    for _ in range(jsonparse.MAX_DEPTH - 5):  # under envelope.event.action.value.extra
+        nested = {"n": nested}
+    event["event"]["action"]["value"]["extra"] = nested
+    body, headers, _ = signed_request(event)
+
+    response = post(lark.client, body, headers)
+
+    assert response.status_code == 200, response.content
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_the_url_check_echoes_the_challenge(lark, encrypt):
     check = {"type": "url_verification", "challenge": "ch-123", "token": "test-verification-token"}
     # Feishu does not sign the URL check (FACTS §7).
@@ -215,7 +302,7 @@ def test_an_event_nobody_handles_is_acknowledged(lark):
 
 
 @pytest.mark.parametrize("text", ["authorize", "  Authorize ", "授权", "AUTHORIZE\n"])
-def test_a_user_who_writes_authorize_gets_a_card(lark, eager_celery, text):
+def test_a_user_who_writes_authorize_gets_a_card(lark, text):
     alice = lark.sandbox.alice
     body, headers, _ = signed_request(message(alice["open_id"], text))
 
@@ -234,7 +321,7 @@ def test_a_user_who_writes_authorize_gets_a_card(lark, eager_celery, text):
 @pytest.mark.parametrize(
     ("text", "chat_type"), [("hello", "p2p"), ("please authorize", "p2p"), ("authorize", "group")]
 )
-def test_other_messages_send_nothing(lark, eager_celery, text, chat_type):
+def test_other_messages_send_nothing(lark, text, chat_type):
     alice = lark.sandbox.alice
     body, headers, _ = signed_request(message(alice["open_id"], text, chat_type))
 
@@ -244,7 +331,7 @@ def test_other_messages_send_nothing(lark, eager_celery, text, chat_type):
     assert ProcessedEvent.objects.count() == 0  # nothing to do twice: no dedupe row written
 
 
-def test_a_redelivered_authorize_message_is_acted_on_once(lark, eager_celery):
+def test_a_redelivered_authorize_message_is_acted_on_once(lark):
     alice = lark.sandbox.alice
     body, headers, _ = signed_request(message(alice["open_id"], "authorize"))
     for _ in range(2):
@@ -255,7 +342,7 @@ def test_a_redelivered_authorize_message_is_acted_on_once(lark, eager_celery):
     assert len(lark.sandbox.messages(open_id=alice["open_id"])) == 1
 
 
-def test_asking_again_keeps_the_pending_card(lark, eager_celery):
+def test_asking_again_keeps_the_pending_card(lark):
     alice = lark.sandbox.alice
     for _ in range(2):
         body, headers, _ = signed_request(message(alice["open_id"], "authorize"))
@@ -265,7 +352,7 @@ def test_asking_again_keeps_the_pending_card(lark, eager_celery):
     assert len(lark.sandbox.messages(open_id=alice["open_id"])) == 1
 
 
-def test_an_authorized_user_is_told_so_rather_than_asked_again(lark, eager_celery):
+def test_an_authorized_user_is_told_so_rather_than_asked_again(lark):
     alice = lark.sandbox.alice
     lark.authorize(lark.open_card_session(alice["open_id"]), alice["open_id"])
     body, headers, _ = signed_request(message(alice["open_id"], "authorize"))
