@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -126,6 +127,10 @@ DATABASES = {
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable server fails a request in seconds (a 503, config/middleware.py), not
+    # after the OS's TCP timeout (minutes) or never (a server that accepts and does not
+    # answer). `?connect_timeout=N` in DATABASE_URL overrides it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     # Several processes share the development SQLite file: wait for locks, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
