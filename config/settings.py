@@ -165,7 +165,22 @@ CACHES: dict[str, Any] = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or (REDIS_URL or "filesystem://")
 # Redis hands an unacknowledged task (acks_late) to another worker after this long: longer
 # than any task's time limit, or a slow run would be started twice.
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 2 * 60 * 60}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "visibility_timeout": 2 * 60 * 60,
+    # A broker that is down or stops answering fails a publish (a task enqueued by a web
+    # request) within seconds: without these a hung Redis holds the caller forever.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# One quick retry, not Celery's default of three: the caller decides what a failed enqueue
+# means (see README: What happens when…).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 if CELERY_BROKER_URL == "filesystem://":
     # The embedded development broker: queues are folders under var/, no server needed.
     _queue_dir = VAR_DIR / "celery-broker"
