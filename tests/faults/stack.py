@@ -102,8 +102,7 @@ class Process:
         return self.popen.wait(timeout=timeout)
 
     def kill(self) -> None:
-        """SIGKILL the whole group (the process and its children), as the OOM killer or
-        `docker kill` would."""
+        """SIGKILL the whole group (the process and its children), as `docker kill` would."""
         if self.running():
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
@@ -317,7 +316,9 @@ def _children_idle(pid: int, window: float = 0.5) -> bool:
     before = _cpu_ticks(_children(pid))
     time.sleep(window)
     after = _cpu_ticks(list(before))
-    return bool(before) and all(after.get(child, 0) - ticks <= 1 for child, ticks in before.items())
+    return bool(before) and all(
+        child in after and after[child] - ticks <= 1 for child, ticks in before.items()
+    )
 
 
 def _children(pid: int) -> list[int]:
