@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,6 +128,10 @@ DATABASES = {
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable server fails a request in seconds (a 503, config/middleware.py), not
+    # after the OS's TCP timeout (minutes) or never (a server that accepts and does not
+    # answer). `?connect_timeout=N` in DATABASE_URL overrides it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     # Several processes share the development SQLite file: wait for locks, don't fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -161,7 +166,22 @@ CACHES: dict[str, Any] = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or (REDIS_URL or "filesystem://")
 # Redis hands an unacknowledged task (acks_late) to another worker after this long: longer
 # than any task's time limit, or a slow run would be started twice.
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 2 * 60 * 60}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "visibility_timeout": 2 * 60 * 60,
+    # A broker that is down or stops answering fails a publish (a task enqueued by a web
+    # request) within seconds: without these a hung Redis holds the caller forever.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# One quick retry, not Celery's default of three: the caller decides what a failed enqueue
+# means (see README: What happens when…).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 if CELERY_BROKER_URL == "filesystem://":
     # The embedded development broker: queues are folders under var/, no server needed.
     _queue_dir = VAR_DIR / "celery-broker"

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +34,14 @@ WORKER_COMMAND = [
 ]
 
 
-def database_url() -> str:
+def database_url(host: str | None = None, port: int | None = None) -> str:
+    """The test database's URL, optionally reached through another address (a proxy)."""
     db = connection.settings_dict
     user = quote(db["USER"] or "")
     if db.get("PASSWORD"):
         user += ":" + quote(db["PASSWORD"])
-    return f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = host or db["HOST"] or "127.0.0.1"
+    return f"postgres://{user}@{host}:{port or db['PORT'] or 5432}/{db['NAME']}"
 
 
 def broker_url(redis_url: str) -> str:
@@ -100,10 +102,19 @@ class Workers:
 
 
 @contextmanager
-def running_workers(count: int, redis_url: str, sandbox_url: str, logs: Path) -> Iterator[Workers]:
+def running_workers(
+    count: int,
+    redis_url: str,
+    sandbox_url: str,
+    logs: Path,
+    env: Mapping[str, str] | None = None,
+    queue: str = "",
+) -> Iterator[Workers]:
+    """`count` workers on a queue of their own (`queue`, else a new name); `env` overrides
+    what the workers see (the tests still send to `Workers.broker_url`)."""
     run_id = uuid.uuid4().hex[:8]
-    workers = Workers(broker_url=broker_url(redis_url), queue=f"larkauth-test-{run_id}")
-    env = {
+    workers = Workers(broker_url=broker_url(redis_url), queue=queue or f"larkauth-test-{run_id}")
+    process_env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": workers.broker_url,
@@ -115,6 +126,7 @@ def running_workers(count: int, redis_url: str, sandbox_url: str, logs: Path) ->
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     try:
         for n in range(count):
@@ -124,7 +136,7 @@ def running_workers(count: int, redis_url: str, sandbox_url: str, logs: Path) ->
                 process = subprocess.Popen(
                     [*WORKER_COMMAND, "-Q", workers.queue, "-n", name],
                     cwd=ROOT,
-                    env=env,
+                    env=process_env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stopped with its children
