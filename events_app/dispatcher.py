@@ -9,10 +9,9 @@ arrives while the first is still running, PostgreSQL makes its insert wait for t
 transaction, so it never acts early. A handler that raises rolls the row back with its
 writes, and Feishu's redelivery is then handled afresh.
 
-Card updates happen inside the handler's services, after their own state change and
-before this transaction commits: a patch failure is logged by `card_update`, never
-undoes the state change, and only a failed commit (the redelivery then acts again) could
-leave a card ahead of the database.
+A handler only changes rows: the card updates it causes are queued once this transaction
+commits (sessions_app/services/delivery.py), so the answer never waits for the message
+API and a failed commit leaves no card ahead of the database.
 """
 
 from __future__ import annotations

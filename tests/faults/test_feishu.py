@@ -166,9 +166,9 @@ def test_a_card_click_is_answered_at_once_while_the_patch_hangs(stack) -> None:
     alice = stack.sandbox.alice
     stack.post_token(open_id=alice["open_id"], prompt=True)
     assert _wait_for(
-        lambda: UserAuthSession.objects.filter(open_id=alice["open_id"])
-        .exclude(message_id="")
-        .exists()
+        lambda: (
+            UserAuthSession.objects.filter(open_id=alice["open_id"]).exclude(message_id="").exists()
+        )
     )
     session = UserAuthSession.objects.get(open_id=alice["open_id"])
     stack.sandbox.add_fault("message_patch", latency_ms=8000, times=-1)
