@@ -53,6 +53,7 @@ def shared_stack(django_db_setup: None, sandbox_server: Any, tmp_path_factory) -
 @pytest.fixture
 def application_ids_from_1(transactional_db: None) -> None:
     """The test's application row gets id 1 (its table is empty after the last test)."""
+    _redis_url()  # skip first where the stack cannot run
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence(%s, 'id'), 1, false)",
@@ -61,7 +62,13 @@ def application_ids_from_1(transactional_db: None) -> None:
 
 
 @pytest.fixture
-def stack(shared_stack: Stack, application_ids_from_1: None, lark: LarkEnv) -> Iterator[Stack]:
+def lark(settings: Any, sandbox: Any, application_ids_from_1: None) -> LarkEnv:
+    """tests/conftest.py's, committed and with the application's id always 1."""
+    return LarkEnv.create(settings, sandbox)
+
+
+@pytest.fixture
+def stack(shared_stack: Stack, lark: LarkEnv) -> Iterator[Stack]:
     shared_stack.lark = lark
     assert shared_stack.workers is not None
     shared_stack.workers.mark()
@@ -74,9 +81,7 @@ def stack(shared_stack: Stack, application_ids_from_1: None, lark: LarkEnv) -> I
 
 
 @pytest.fixture
-def start_stack(
-    application_ids_from_1: None, lark: LarkEnv, tmp_path_factory
-) -> Iterator[StartStack]:
+def start_stack(lark: LarkEnv, tmp_path_factory) -> Iterator[StartStack]:
     redis_url = _redis_url()
     with ExitStack() as running:
 
