@@ -4,13 +4,14 @@ database. The app processes see what a test writes because every test here commi
 - `stack`: gunicorn and one Celery worker, started once per test process and shared by
   the tests that only cut connections or inject Feishu faults (gunicorn's four workers take
   seconds to boot). Bound to the test's `lark` (application, API key, sandbox); both proxies
-  are restored and the worker's log is read from the test's start.
+  are restored and the worker's log is read from the test's start. Under `pytest -n N`,
+  each xdist worker that runs such a test starts its own.
 - `start_stack(web=True, worker=False, **env)`: a stack of the test's own, for tests that
   need another environment or stop or kill its processes. Stopped after the test.
 - `authorized`: Alice authorized at the sandbox, her authorization row.
 
-Sequences are reset for every test, so the application row keeps its id: the app
-processes cache it for up to 10 s, across the tests that share them.
+The application row gets the same id in every test: the app processes cache it by app_id
+for up to 10 s, across the tests that share them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from sessions_app.models import UserAuthSession
+from sessions_app.models import Application, UserAuthSession
 from tests.conftest import _missing
 from tests.faults.stack import Stack, running_stack
 from tests.flow.helpers import LarkEnv
@@ -50,7 +51,24 @@ def shared_stack(django_db_setup: None, sandbox_server: Any, tmp_path_factory) -
 
 
 @pytest.fixture
-def stack(shared_stack: Stack, django_db_reset_sequences: None, lark: LarkEnv) -> Iterator[Stack]:
+def application_ids_from_1(transactional_db: None) -> None:
+    """The test's application row gets id 1 (its table is empty after the last test)."""
+    _redis_url()  # skip first where the stack cannot run
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), 1, false)",
+            [Application._meta.db_table],
+        )
+
+
+@pytest.fixture
+def lark(settings: Any, sandbox: Any, application_ids_from_1: None) -> LarkEnv:
+    """tests/conftest.py's, committed and with the application's id always 1."""
+    return LarkEnv.create(settings, sandbox)
+
+
+@pytest.fixture
+def stack(shared_stack: Stack, lark: LarkEnv) -> Iterator[Stack]:
     shared_stack.lark = lark
     assert shared_stack.workers is not None
     shared_stack.workers.mark()
@@ -63,9 +81,7 @@ def stack(shared_stack: Stack, django_db_reset_sequences: None, lark: LarkEnv) -
 
 
 @pytest.fixture
-def start_stack(
-    django_db_reset_sequences: None, lark: LarkEnv, tmp_path_factory
-) -> Iterator[StartStack]:
+def start_stack(lark: LarkEnv, tmp_path_factory) -> Iterator[StartStack]:
     redis_url = _redis_url()
     with ExitStack() as running:
 

@@ -101,6 +101,13 @@ class Process:
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
 
+    def wait_idle(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the process has stopped computing (done starting up)."""
+        deadline = time.monotonic() + timeout
+        while not _idle([self.pid]):
+            if time.monotonic() > deadline or not self.running():
+                raise RuntimeError(f"{self.name} still busy or gone:\n{self.output()[-4000:]}")
+
     def kill(self) -> None:
         """SIGKILL the whole group (the process and its children), as `docker kill` would."""
         if self.running():
@@ -198,7 +205,7 @@ class Stack:
         args = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"]
         args += ["--schedule", str(self.logs / "celerybeat-schedule")]
         beat = start_process("beat", args, self.env, self.logs / "beat.log")
-        self._extra.callback(beat.stop)
+        self._extra.callback(beat.kill)
         return beat
 
     def output(self, chars: int = 3000) -> str:
@@ -272,7 +279,9 @@ def running_stack(
         web_process = None
         if web:
             web_process = start_process("web", web_command(port), process_env, logs / "web.log")
-            stack.callback(web_process.stop)
+            # Killed, not stopped: a worker's interpreter takes seconds of CPU to exit, and
+            # the tests of a clean stop do their own.
+            stack.callback(web_process.kill)
         workers = None
         if worker:
             workers = stack.enter_context(
@@ -310,14 +319,18 @@ def _wait_until_serving(url: str, web: Process) -> None:
     raise RuntimeError(f"gunicorn not serving in {START_TIMEOUT}s:\n{web.output()[-4000:]}")
 
 
-def _children_idle(pid: int, window: float = 0.5) -> bool:
-    """Whether no child of `pid` used more than a tick of CPU in `window` seconds: a worker
-    loading the app computes all the time, a booted one waits for connections."""
-    before = _cpu_ticks(_children(pid))
+def _children_idle(pid: int) -> bool:
+    return _idle(_children(pid))
+
+
+def _idle(pids: list[int], window: float = 0.5) -> bool:
+    """Whether none of `pids` used more than a tick of CPU in `window` seconds: a process
+    loading the app computes all the time, a started one waits."""
+    before = _cpu_ticks(pids)
     time.sleep(window)
     after = _cpu_ticks(list(before))
     return bool(before) and all(
-        child in after and after[child] - ticks <= 1 for child, ticks in before.items()
+        pid in after and after[pid] - ticks <= 1 for pid, ticks in before.items()
     )
 
 
