@@ -12,6 +12,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -45,6 +46,8 @@ def lark_events(request: HttpRequest) -> JsonResponse:
     assert verified.event is not None
     try:
         answer = dispatch(verified.app, verified.event, channel="http")
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: config/middleware.py answers 503
     except Exception:  # logged by the dispatcher; Feishu retries on a non-200
         return _error(500, "internal_error", "The event could not be handled; retry later.")
     return JsonResponse(answer or {"msg": "success"})
