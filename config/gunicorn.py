@@ -8,8 +8,8 @@ Every line gunicorn writes passes larkauth's redaction filter, in the format of
 stderr, the access log on stdout, one line per request, with the values of secret query
 parameters (the OAuth callback's `code` and `state`) and the referer's masked.
 
-gunicorn reads this file before it changes into the project directory, so nothing of the
-project is imported here: the logging classes are named as strings, resolved later.
+gunicorn reads this file before Django is set up: only `larkauth.logformat`, which needs
+nothing else, is imported; the logging classes are named as strings, resolved later.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from larkauth.logformat import FORMATTERS
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -62,15 +64,7 @@ logconfig_dict: dict[str, Any] = {
         "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
         "redact": {"()": "larkauth.redaction.RedactionFilter"},
     },
-    # The formats of settings.LOGGING.
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
-    },
+    "formatters": FORMATTERS,
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

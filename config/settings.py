@@ -14,6 +14,8 @@ from typing import Any
 
 import environ
 
+from larkauth.logformat import FORMATTERS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LARKAUTH_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -311,14 +313,7 @@ LOGGING: dict[str, Any] = {
         "redact": {"()": "larkauth.redaction.RedactionFilter"},
         "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
     },
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
-    },
+    "formatters": FORMATTERS,
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",

@@ -90,6 +90,12 @@ def open_card(lark: LarkEnv, user: dict[str, Any]) -> UserAuthSession:
     return UserAuthSession.objects.get(pk=result.session.pk)  # with the card's message_id
 
 
+def decline_over_ws(lark: LarkEnv, session: UserAuthSession, **kw: Any) -> dict[str, Any]:
+    """The user taps Decline; the sandbox delivers the click over the long connection."""
+    value = {"action": "decline", "session_id": str(session.pk)}
+    return lark.sandbox.card_click(session.open_id, session.message_id, value, channel="ws", **kw)
+
+
 def card_history(sandbox: Sandbox, message_id: str) -> list[dict[str, Any]]:
     return list(sandbox.message(message_id)["history"])
 

@@ -15,7 +15,14 @@ from django.utils import timezone
 
 from events_app.models import ListenerConnection
 from sessions_app.models import Application, SessionState
-from tests.events.helpers import CONNECT_WAIT_MS, free_port, open_card, scrape, wait_for
+from tests.events.helpers import (
+    CONNECT_WAIT_MS,
+    decline_over_ws,
+    free_port,
+    open_card,
+    scrape,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -65,12 +72,7 @@ def test_a_refused_application_backs_off_while_the_others_keep_working(lark, sta
 
     # The other application's clicks are still acted on.
     session = open_card(lark, lark.sandbox.alice)
-    click = lark.sandbox.card_click(
-        session.open_id,
-        session.message_id,
-        {"action": "decline", "session_id": str(session.pk)},
-        channel="ws",
-    )
+    click = decline_over_ws(lark, session)
     assert click["ok"] is True, (click, listener.output()[-3000:])
     session.refresh_from_db()
     assert session.state == SessionState.REJECTED
@@ -173,12 +175,7 @@ def test_a_database_outage_does_not_stop_the_listener(lark, start, database):
     wait_for(lambda: heartbeat(lark.app) > back_at, what="the heartbeat to resume")
     assert "Recording the long connections' status again" in listener.output()
     session = open_card(lark, lark.sandbox.alice)
-    click = lark.sandbox.card_click(
-        session.open_id,
-        session.message_id,
-        {"action": "decline", "session_id": str(session.pk)},
-        channel="ws",
-    )
+    click = decline_over_ws(lark, session)
     assert click["ok"] is True, (click, listener.output()[-3000:])
     session.refresh_from_db()
     assert session.state == SessionState.REJECTED

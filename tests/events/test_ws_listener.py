@@ -23,6 +23,7 @@ from tests.events.helpers import (
     card_action,
     card_title,
     decline,
+    decline_over_ws,
     free_port,
     open_card,
     post,
@@ -40,13 +41,7 @@ def test_it_declines_through_an_event_or_a_card_frame(lark, listener, frame_type
     # listener's client handles them like `event` frames.
     session = open_card(lark, lark.sandbox.alice)
 
-    click = lark.sandbox.card_click(
-        session.open_id,
-        session.message_id,
-        {"action": "decline", "session_id": str(session.pk)},
-        channel="ws",
-        frame_type=frame_type,
-    )
+    click = decline_over_ws(lark, session, frame_type=frame_type)
 
     assert click["ok"] is True, (click, listener.output()[-3000:])
     assert click["toast"]["type"] == "success"
