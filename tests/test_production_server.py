@@ -293,3 +293,29 @@ def test_it_refuses_metrics_without_the_token(deployed) -> None:
     assert wrong.status_code == 403
     assert wrong.json()["code"] == "permission_denied"
     assert "larkauth_" not in missing.text + wrong.text
+
+
+def test_it_does_not_start_without_its_secrets(tmp_path) -> None:
+    """gunicorn runs no system checks of its own: the application stops the start."""
+    command, image_env = dockerfile()
+    program = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    assert program
+    env = {
+        "PATH": os.environ["PATH"],
+        **image_env,
+        "GUNICORN_WORKERS": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db",
+        "LARKAUTH_VAR_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(
+        [program, *with_bind(command[1:], f"127.0.0.1:{free_port()}")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    assert "LARKAUTH_ENCRYPTION_KEYS is not set" in result.stderr
