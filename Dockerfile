@@ -12,6 +12,8 @@ COPY config config
 RUN pip install . && useradd --system --uid 10001 --home /app larkauth
 COPY manage.py ./
 COPY templates templates
+# The static files (the admin's CSS) into STATIC_ROOT (var/static), where WhiteNoise serves
+# them from gunicorn. Throwaway keys: only to pass settings at build time.
 RUN mkdir -p var && DJANGO_SECRET_KEY=build LARKAUTH_ENCRYPTION_KEYS=$(python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
     python manage.py collectstatic --noinput && chown -R larkauth /app/var
 

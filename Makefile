@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Demo settings: the app lives in the offline Feishu sandbox on port 8001.
+# Demo settings: development mode (DJANGO_DEBUG defaults to false), the app lives in the
+# offline Feishu sandbox on port 8001.
+run: export DJANGO_DEBUG ?= true
 run: export LARK_APP_ID ?= cli_demo_app
 run: export LARK_APP_SECRET ?= demo-app-secret
 run: export LARK_ENCRYPT_KEY ?= demo-encrypt-key
@@ -27,6 +29,8 @@ run: $(STAMP)
 	$(PY) manage.py demo_setup
 	$(VENV)/bin/honcho -f Procfile.dev start
 
+# The suite runs in development mode (pytest also sets it: pyproject.toml).
+test: export DJANGO_DEBUG ?= true
 test: $(STAMP)
 	source .ci/services.sh && \
 	$(VENV)/bin/ruff check . && \

@@ -1,15 +1,20 @@
 """`/metrics`: every process's counters (prometheus_client multiprocess mode when
 PROMETHEUS_MULTIPROC_DIR is set: web workers, Celery workers and listeners on one host write
 there) plus gauges read from the database (and Redis) at scrape time, so they are right whichever
-process changed the rows."""
+process changed the rows.
+
+With `METRICS_TOKEN` set, only a request with `Authorization: Bearer <METRICS_TOKEN>` is
+answered: a scrape runs database counts, so it is not for anyone who can reach the port."""
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -78,7 +83,27 @@ _database_registry = CollectorRegistry()
 _database_registry.register(DatabaseCollector())
 
 
+def refusal(authorization: str, token: str) -> tuple[int, dict[str, str]] | None:
+    """Why a scrape with this `Authorization` header is refused (status, JSON body), or None.
+    Without a configured token every scrape is answered."""
+    if not token:
+        return None
+    scheme, _, given = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return 401, {"code": "not_authenticated", "detail": "Send Authorization: Bearer <token>."}
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return 403, {"code": "permission_denied", "detail": "The bearer token is not valid."}
+    return None
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refused = refusal(request.headers.get("Authorization", ""), settings.METRICS_TOKEN)
+    if refused:
+        status, reason = refused
+        response = JsonResponse(reason, status=status)
+        if status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

@@ -1,9 +1,10 @@
 """One settings module, driven by the environment (a `.env` file is read when present).
 
-Defaults are for development and need no server: SQLite under `var/`, an embedded Celery
-broker. Values that cannot be parsed do not raise here: they are collected in
-`SETTINGS_ERRORS` and reported by the system checks in `sessions_app.checks`, so a bad
-setting is a message naming it, not a stack trace.
+Defaults need no server: SQLite under `var/`, an embedded Celery broker. `DJANGO_DEBUG` is
+false unless set: development (`make run`, the tests) sets it to true, which also creates a
+development encryption key under `var/`. Values that cannot be parsed do not raise here:
+they are collected in `SETTINGS_ERRORS` and reported by the system checks in
+`sessions_app.checks`, so a bad setting is a message naming it, not a stack trace.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 # --- Django core -------------------------------------------------------------------------
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a deployment that forgets it must not show tracebacks with locals.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or "dev-only-insecure-secret-key-change-me"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -94,6 +96,8 @@ MIDDLEWARE = [
     "larkauth.requestid.RequestIdMiddleware",
     "sessions_app.api.middleware.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS) from STATIC_ROOT, with DEBUG off too: no other server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -147,7 +151,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # filled by `collectstatic` (the Dockerfile runs it)
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start while it is missing
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
@@ -293,6 +298,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Metrics -----------------------------------------------------------------------------
+
+# When set, `/metrics` (and a container's metrics exporter) answer only requests with
+# `Authorization: Bearer <this>`: a scrape runs database counts.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 # --- Logging -----------------------------------------------------------------------------
 

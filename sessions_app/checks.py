@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from sessions_app.encryption import KeyConfigError, validate_key
 
@@ -80,6 +80,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not settings.DEBUG and settings.SECRET_KEY.startswith("dev-only-"):
         errors.append(
             Error("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false.", id="larkauth.E016")
+        )
+    if not settings.DEBUG and not settings.METRICS_TOKEN:
+        errors.append(
+            Warning(
+                "METRICS_TOKEN is not set: /metrics (database counts on every scrape) answers "
+                "anyone who can reach it.",
+                hint="Set a long random METRICS_TOKEN; Prometheus sends it as a bearer token.",
+                id="larkauth.W001",
+            )
         )
     if bool(settings.LARK_APP_ID) != bool(settings.LARK_APP_SECRET):
         errors.append(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from prometheus_client import REGISTRY
 
@@ -14,6 +20,7 @@ import events_app.metrics  # noqa: F401  (registers the metrics)
 import larkauth.feishu.metrics  # noqa: F401
 import sessions_app.metrics  # noqa: F401
 from config.metrics import _database_registry
+from tests.events.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = {  # PRODUCT.md "Observability"
@@ -114,3 +121,185 @@ def test_metrics_count_a_completed_authorization(lark, settings) -> None:
         before, "larkauth_feishu_api_requests_total", **exchange
     )
     assert alice["open_id"] not in after  # no per-user labels
+
+
+# --- /metrics guard ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_a_scrape_without_the_bearer_token(client, settings) -> None:
+    settings.METRICS_TOKEN = "scrape-token"
+    response = client.get("/metrics")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_a_wrong_bearer_token(client, settings) -> None:
+    settings.METRICS_TOKEN = "scrape-token"
+    response = client.get("/metrics", headers={"Authorization": "Bearer scrape-tokeN"})
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+@pytest.mark.django_db
+def test_metrics_answer_the_bearer_token(client, settings) -> None:
+    settings.METRICS_TOKEN = "scrape-token"
+    response = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+    assert response.status_code == 200
+    assert b"larkauth_authorizations" in response.content
+
+
+# --- docker-compose.yml, .env.example, Prometheus -----------------------------------------
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _documented() -> set[str]:
+    """Names .env.example sets or shows (commented out)."""
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+
+
+@pytest.mark.slow
+def test_compose_file_follows_the_compose_specification() -> None:
+    """No container engine runs here: the file is checked against the Compose schema that
+    check-jsonschema ships (no network)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / "docker-compose.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    referenced = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose_text))
+    referenced |= {
+        secret["environment"]
+        for secret in _compose().get("secrets", {}).values()
+        if "environment" in secret
+    }
+    assert referenced  # the test reads something
+    assert referenced <= _documented()
+    for service in _compose()["services"].values():
+        if service.get("build"):
+            assert service["env_file"] == ".env"
+
+
+def test_env_example_documents_only_real_settings() -> None:
+    code = (ROOT / "config/settings.py").read_text() + (ROOT / "config/gunicorn.py").read_text()
+    for name in _documented():
+        assert f'"{name}"' in code, name
+
+
+def test_env_example_requires_what_a_production_start_needs() -> None:
+    required = set(
+        re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
+    assert {
+        "DJANGO_SECRET_KEY",
+        "LARKAUTH_ENCRYPTION_KEYS",
+        "DJANGO_ALLOWED_HOSTS",
+        "LARKAUTH_PUBLIC_URL",
+        "METRICS_TOKEN",
+    } <= required
+
+
+def test_prometheus_scrape_host_is_allowed_by_the_web_service() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = [
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    web_target = next(target for target in targets if target.startswith("web:"))
+    allowed = str(_compose()["services"]["web"]["environment"]["DJANGO_ALLOWED_HOSTS"])
+    assert web_target.partition(":")[0] in allowed.split(",")
+
+
+def test_every_container_keeps_its_own_metrics_directory_and_is_scraped() -> None:
+    """prometheus_client names its files by PID, and PIDs repeat across containers: a
+    directory shared by containers mixes their samples. Each container has its own (a
+    tmpfs, empty at start), so each one that counts something is scraped on its own."""
+    compose = _compose()
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    for name, service in compose["services"].items():
+        directory = (service.get("environment") or {}).get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            continue
+        assert directory in service.get("tmpfs", []), name
+        mounted = [str(volume).split(":")[1] for volume in service.get("volumes", [])]
+        assert directory not in mounted, name
+        command = service.get("command") or []
+        if "config.metrics_exporter" in command:
+            assert f"{name}:9100" in targets, name
+    assert "web:8000" in targets
+    assert compose["services"]["celery-worker"]["command"][:3] == [
+        "python",
+        "-m",
+        "config.metrics_exporter",
+    ]
+    assert "config.metrics_exporter" in compose["services"]["ws-listener"]["command"]
+
+
+# --- the metrics exporter beside a worker or the listener --------------------------------
+
+COUNTING_COMMAND = """
+import os, signal, sys, time
+from prometheus_client import Counter
+Counter("larkauth_exporter_test", "a sample written by the command").inc(3)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+open(os.environ["READY_FILE"], "w").close()
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_the_exporter_serves_its_commands_samples_behind_the_token(tmp_path) -> None:
+    port = free_port()
+    ready = tmp_path / "ready"
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "METRICS_PORT": str(port),
+        "METRICS_TOKEN": "exporter-token",
+        "READY_FILE": str(ready),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "config.metrics_exporter", sys.executable, "-c", COUNTING_COMMAND],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert process.poll() is None
+            assert time.monotonic() < deadline, "the command did not start"
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/metrics"
+        refused = requests.get(url, timeout=10)
+        served = requests.get(url, headers={"Authorization": "Bearer exporter-token"}, timeout=10)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert refused.status_code == 401
+    assert "larkauth_exporter_test_total 3.0" in served.text
+    assert status == 7  # SIGTERM reached the command, and its status is the exporter's

@@ -32,9 +32,20 @@ def _check(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_the_defaults_pass(tmp_path: Path) -> None:
-    result = _check(tmp_path)
+def test_the_defaults_pass_in_development(tmp_path: Path) -> None:
+    result = _check(tmp_path, DJANGO_DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def test_it_stops_a_start_that_sets_nothing_as_production_naming_the_secrets(
+    tmp_path: Path,
+) -> None:
+    """DJANGO_DEBUG defaults to false: a deployment that forgets everything does not start."""
+    result = _check(tmp_path)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    assert "LARKAUTH_ENCRYPTION_KEYS is not set" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
