@@ -317,6 +317,16 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     )
     LOG_LEVEL = "INFO"
 LOG_FORMAT = env_str("LOG_FORMAT", "console").lower()
+LOG_LEVEL_CELERY = env_str("LOG_LEVEL_CELERY", "WARNING").upper()
+if LOG_LEVEL_CELERY not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    SETTINGS_ERRORS.append(
+        (
+            "LOG_LEVEL_CELERY",
+            "LOG_LEVEL_CELERY must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got "
+            f"{LOG_LEVEL_CELERY!r}.",
+        )
+    )
+    LOG_LEVEL_CELERY = "WARNING"
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -335,5 +345,11 @@ LOGGING: dict[str, Any] = {
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Celery's own lines ("Task … received/succeeded", beat's "Sending due task", the
+        # worker's start-up) come once per run of every periodic task: at WARNING a run that
+        # does nothing is silent at INFO. Our jobs log what they did; Celery's warnings and
+        # errors (failures, retries, lost workers) still show. LOG_LEVEL_CELERY=INFO brings
+        # its lines back (the suite's worker tests read them).
+        "celery": {"level": LOG_LEVEL_CELERY},
     },
 }

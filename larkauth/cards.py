@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
 from larkauth.redaction import redact
 
 # Feishu refuses card bodies over 30 KB (FACTS.md §5).
@@ -77,6 +79,13 @@ def _literal(char: str) -> str:
     return char
 
 
+def local_time(when: datetime) -> str:
+    """`when` as people read it in cards and digests: `TIME_ZONE`, to the minute."""
+    if timezone.is_aware(when):
+        when = timezone.localtime(when)
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
 def oauth_start_url(public_url: str, session_id: str) -> str:
     """Where *Authorize* leads: larkauth's start page, which redirects to Feishu."""
     return f"{public_url.rstrip('/')}/oauth/start/{session_id}"
@@ -138,8 +147,9 @@ def authorization_request(
 
 
 def authorized(user_name: str, when: datetime) -> Card:
-    """`when` is shown as given: pass it in the reader's time zone."""
-    at = when.strftime("%Y-%m-%d %H:%M")
+    """People read `TIME_ZONE`: an aware `when` (the database's UTC) is shown in it; a
+    naive one is taken as already local."""
+    at = local_time(when)
     who = markdown_text(user_name) if user_name else "你 / You"
     return _card(
         "已授权 · Authorized",

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.core.validators import RegexValidator
+from django.db import models
 from rest_framework import serializers
 
 from sessions_app.models import AuthMethod, SessionState, UserAuthSession
@@ -17,6 +19,21 @@ ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 _NO_CONTROL_CHARACTERS = RegexValidator(
     ID_PATTERN, "Control characters are not allowed.", code="invalid"
 )
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """The API speaks UTC: `2026-01-20T01:30:00Z`, whatever TIME_ZONE people read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("default_timezone", UTC)
+        super().__init__(*args, **kwargs)
+
+
+class UTCModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: UTCDateTimeField,
+    }
 
 
 def _id_field(help_text: str) -> serializers.CharField:
@@ -67,14 +84,14 @@ class AuthSessionCreateSerializer(UserTargetSerializer):
 class TokenSerializer(serializers.Serializer):
     access_token = serializers.CharField()
     token_type = serializers.CharField()
-    expires_at = serializers.DateTimeField()
+    expires_at = UTCDateTimeField()
     scope = serializers.CharField()
     open_id = serializers.CharField()
     user_id = serializers.CharField()
     name = serializers.CharField()
 
 
-class AuthSessionSerializer(serializers.ModelSerializer):
+class AuthSessionSerializer(UTCModelSerializer):
     app_id = serializers.CharField(source="app.app_id")
     authorize_url = serializers.SerializerMethodField()
 
@@ -101,7 +118,7 @@ class AuthSessionSerializer(serializers.ModelSerializer):
         return None
 
 
-class AuthorizationSerializer(serializers.ModelSerializer):
+class AuthorizationSerializer(UTCModelSerializer):
     app_id = serializers.CharField(source="app.app_id")
     name = serializers.CharField(source="user_name")
 

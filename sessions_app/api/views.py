@@ -84,7 +84,7 @@ class TokenView(APIView):
                     UserAuthSession.objects.select_related("app").get(pk=result.session.pk)
                 )
             token = waited
-        response = Response(token.as_json())
+        response = Response(serializers.TokenSerializer(token).data)
         response["Cache-Control"] = "no-store"
         return response
 

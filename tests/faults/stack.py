@@ -244,6 +244,7 @@ def app_env(
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
         "LARKAUTH_VAR_DIR": str(var_dir),
         "LOG_LEVEL": "INFO",
+        "LOG_LEVEL_CELERY": "INFO",  # the tests read Celery's "ready." and "succeeded" lines
         "PYTHONUNBUFFERED": "1",
         # gunicorn ≥ 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl (else
         # ~/.gunicorn/): one per stack, not one path for every gunicorn on the machine.

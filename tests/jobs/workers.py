@@ -125,6 +125,7 @@ def running_workers(
         "LARKAUTH_PUBLIC_URL": "http://testserver",
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
         "LOG_LEVEL": "INFO",
+        "LOG_LEVEL_CELERY": "INFO",  # the tests read Celery's "ready." and "succeeded" lines
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
