@@ -75,7 +75,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "larkauth.admin_site.LarkauthAdminConfig",  # django.contrib.admin, titled for larkauth
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
 from events_app.models import ListenerConnection
-
-# A listener writes its heartbeat every WEBSOCKET_HEARTBEAT_INTERVAL; one that missed
-# this many is taken for gone (killed, or cut off from the database).
-MISSED_HEARTBEATS = 3
 
 
 @admin.register(ListenerConnection)
@@ -35,8 +29,7 @@ class ListenerConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="listener alive")
     def live(self, obj: ListenerConnection) -> bool:
-        window = timedelta(seconds=MISSED_HEARTBEATS * settings.WEBSOCKET_HEARTBEAT_INTERVAL)
-        return obj.last_heartbeat_at >= timezone.now() - window
+        return obj.last_heartbeat_at >= timezone.now() - ListenerConnection.heartbeat_window()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
 
 from sessions_app.models import Application
@@ -24,6 +27,10 @@ class ListenerConnection(models.Model):
         # Closed by the listener: SIGTERM, or the application was changed or deactivated.
         STOPPED = "stopped"
 
+    # A listener writes its heartbeat every WEBSOCKET_HEARTBEAT_INTERVAL; one that missed
+    # this many is taken for gone (killed, or cut off from the database).
+    MISSED_HEARTBEATS = 3
+
     app = models.ForeignKey(
         Application, on_delete=models.CASCADE, related_name="listener_connections"
     )
@@ -44,3 +51,8 @@ class ListenerConnection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app} on {self.listener_id}: {self.status}"
+
+    @classmethod
+    def heartbeat_window(cls) -> timedelta:
+        """How old a heartbeat may be for its listener to count as alive."""
+        return timedelta(seconds=cls.MISSED_HEARTBEATS * settings.WEBSOCKET_HEARTBEAT_INTERVAL)

@@ -3,12 +3,16 @@ whether a token is present and when it expires."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -16,8 +20,10 @@ from larkauth.errors import LarkauthError
 from sessions_app import services
 from sessions_app.models import (
     Application,
+    BeatRun,
     ProcessedEvent,
     ServiceClient,
+    SessionState,
     TokenEvent,
     UserAuthSession,
 )
@@ -109,6 +115,46 @@ class ApplicationAdmin(admin.ModelAdmin):
         return bool(obj.app_secret)
 
 
+@dataclass(frozen=True)
+class ObjectAction:
+    """A button on an authorization's page: GET asks for confirmation, POST does it."""
+
+    name: str  # in the URL
+    action: str  # the bulk action it runs on this one row
+    label: str
+    question: str
+    states: tuple[str, ...] = ()  # where it applies; empty: every state
+
+
+OBJECT_ACTIONS = {
+    a.name: a
+    for a in (
+        ObjectAction(
+            "refresh",
+            "refresh_now",
+            "Refresh now",
+            "Refresh this authorization's access token now? Feishu rotates its refresh token.",
+            (SessionState.COMPLETED,),
+        ),
+        ObjectAction(
+            "revoke",
+            "revoke",
+            "Revoke",
+            "Revoke this authorization? Its tokens are wiped; services get no token for this "
+            "user until the user authorizes again.",
+            (SessionState.COMPLETED, SessionState.NEEDS_REAUTH),
+        ),
+        ObjectAction(
+            "resend",
+            "resend_card",
+            "Send the card again",
+            "Send this user the authorization card again? A pending card is reused.",
+        ),
+    )
+}
+TIMELINE_LENGTH = 100
+
+
 @admin.register(UserAuthSession)
 class UserAuthSessionAdmin(admin.ModelAdmin):
     list_display = (
@@ -123,7 +169,10 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("app", "state", "auth_method")
-    search_fields = ("user_name", "open_id", "user_id", "union_id", "email")
+    # Find a person by name, email, open_id or user_id.
+    search_fields = ("user_name", "email", "open_id", "user_id", "union_id")
+    search_help_text = "Name, email, open_id, user_id or union_id."
+    change_form_template = "admin/sessions_app/userauthsession/change_form.html"
     list_select_related = ("app",)
     date_hierarchy = "created_at"
     # Token, verifier and state-hash fields are left out entirely: not even a form widget.
@@ -206,6 +255,77 @@ class UserAuthSessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    # --- the authorization's page: its timeline and one-row actions ----------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/act/<str:name>/",
+                self.admin_site.admin_view(self.object_action_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_act",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None:
+            context["timeline"] = timeline(obj)
+            if self.has_change_permission(request, obj):
+                context["object_actions"] = [
+                    (a, reverse("admin:sessions_app_userauthsession_act", args=[obj.pk, a.name]))
+                    for a in OBJECT_ACTIONS.values()
+                    if not a.states or obj.state in a.states
+                ]
+        return super().change_view(request, object_id, form_url, context)
+
+    def object_action_view(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        action = OBJECT_ACTIONS.get(name)
+        obj = self.get_object(request, object_id)
+        if action is None or obj is None:
+            raise Http404("No such authorization or action.")
+        # The same permission as the bulk actions: view-only staff get a 403.
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        change_url = reverse("admin:sessions_app_userauthsession_change", args=[obj.pk])
+        if request.method == "POST":
+            if action.states and obj.state not in action.states:
+                self.message_user(
+                    request, f"Nothing done: the authorization is {obj.state}.", messages.WARNING
+                )
+            else:
+                getattr(self, action.action)(request, self.get_queryset(request).filter(pk=obj.pk))
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.label}: are you sure?",
+            "subtitle": str(obj),
+            "opts": self.opts,
+            "object": obj,
+            "action": action,
+            "change_url": change_url,
+            "applies": not action.states or obj.state in action.states,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/sessions_app/userauthsession/confirm_action.html", context
+        )
+
+
+def timeline(session: UserAuthSession) -> list[TokenEvent]:
+    """The audit events of this row and of the person's other rows in the app, newest first."""
+    who = Q(session=session)
+    if session.open_id:
+        who |= Q(app_id=session.app_id, open_id=session.open_id)
+    return list(TokenEvent.objects.filter(who).order_by("-created_at", "-pk")[:TIMELINE_LENGTH])
+
 
 def _admin_actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
@@ -247,3 +367,8 @@ class ServiceClientAdmin(APIKeyModelAdmin):
     @admin.display(description="applications")
     def application_list(self, obj: ServiceClient) -> str:
         return ", ".join(app.app_id for app in obj.applications.all())
+
+
+@admin.register(BeatRun)
+class BeatRunAdmin(ReadOnlyAdmin):
+    list_display = ("task", "succeeded", "finished_at", "last_success_at", "result")

@@ -6,4 +6,5 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Authorizations"
 
     def ready(self) -> None:
-        from sessions_app import checks, signals  # noqa: F401  (registers checks and hooks)
+        # Registers checks and hooks.
+        from sessions_app import beat_runs, checks, signals  # noqa: F401

@@ -292,3 +292,23 @@ class ServiceClient(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "service client"
         verbose_name_plural = "service clients"
+
+
+class BeatRun(models.Model):
+    """The last run of each beat-scheduled task, for the admin overview: one row per task,
+    overwritten by every run (written from Celery's task_success/task_failure signals)."""
+
+    task = models.CharField(max_length=200, unique=True)
+    succeeded = models.BooleanField()
+    result = models.CharField(
+        max_length=300, blank=True, default="", help_text="What it returned, or its error."
+    )
+    finished_at = models.DateTimeField()
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task"]
+        verbose_name = "beat run"
+
+    def __str__(self) -> str:
+        return f"{self.task}: {'ok' if self.succeeded else 'failed'} at {self.finished_at}"
