@@ -40,3 +40,17 @@ if port_open 6379; then
 else
   echo "note: Redis not reachable, tests that need it are skipped" >&2
 fi
+
+# Browser tests (tests/browser/) drive Debian's Chromium through Playwright (no browser
+# download) and need a CJK font for Chinese names. Installed when missing and this shell may
+# use apt-get (root); otherwise those tests are skipped, saying why (required in CI).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Chromium is missing: installing chromium and fonts-wqy-zenhei (log: /tmp/larkauth-apt.log)" >&2
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        chromium fonts-wqy-zenhei; } >/tmp/larkauth-apt.log 2>&1 \
+      || echo "note: could not install Chromium (see /tmp/larkauth-apt.log), browser tests are skipped" >&2
+  else
+    echo "note: /usr/bin/chromium missing and apt-get not usable here, browser tests are skipped" >&2
+  fi
+fi
