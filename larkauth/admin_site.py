@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest
@@ -26,7 +27,11 @@ class LarkauthAdminSite(admin.AdminSite):
     ) -> TemplateResponse:
         from sessions_app import overview
 
-        context = {"overview": overview.build(), **(extra_context or {})}
+        context = {
+            "overview": overview.build(),
+            "time_zone": settings.TIME_ZONE,
+            **(extra_context or {}),
+        }
         return super().index(request, context)
 
 
