@@ -18,7 +18,10 @@ MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "bench.bare_settings"
 DATABASES = {"default": environ.Env.db_url_config(os.environ["DATABASE_URL"])}
 USE_TZ = True
-REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": [], "DEFAULT_PERMISSION_CLASSES": []}
+REST_FRAMEWORK: dict[str, list[str]] = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+}
 
 
 class OneRow(APIView):
