@@ -210,6 +210,25 @@ def main() -> None:
         f"wall clock incl. start-up   {elapsed:.1f} s = {wall_rate:.1f}/s "
         f"= {wall_rate / RATE:.3f} of the limit"
     )
+    failures = result["not_completed"] + result["with_failures"]
+    harness.report(
+        harness.Row(
+            "refresh_sweep",
+            f"refresh rate, {args.authorizations} due",
+            f"{rate:.1f}/s ({rate / RATE:.3f} of the limit)",
+            f"{RATE}/s (the rate limit)",
+            ">= 0.9x reference",
+            rate >= 0.9 * RATE,
+        ),
+        harness.Row(
+            "refresh_sweep",
+            "refresh calls per token, failures",
+            f"{result['calls'] / args.authorizations:.4f}, {failures}",
+            "-",
+            "1 call, 0 failures",
+            result["calls"] == args.authorizations and failures == 0,
+        ),
+    )
 
 
 if __name__ == "__main__":
