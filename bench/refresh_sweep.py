@@ -26,7 +26,7 @@ import requests
 
 from bench import harness
 
-DB = "larkauth_bench_refresh"
+DB = f"{harness.BENCH_DB}_refresh"
 APP_ID, APP_SECRET = "cli_bench_refresh", "bench-refresh-secret"
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
 RATE = 200
