@@ -185,6 +185,25 @@ def main() -> None:
     )
     click_rows, message_rows = harness.manage(env, "shell", "-c", COUNT_EVENTS).split()[-2:]
     print(f"dedupe rows: {click_rows} card clicks, {message_rows} messages")
+    plain = f"{reference.throughput:.0f} req/s (plain JSON view)"
+    harness.report(
+        harness.Row(
+            "events_http",
+            "messages nobody acts on",
+            f"{ignored.throughput:.0f} req/s ({ignored.throughput / reference.throughput:.2f}x)",
+            plain,
+            ">= 0.7x reference",
+            ignored.throughput >= 0.7 * reference.throughput,
+        ),
+        harness.Row(
+            "events_http",
+            "card clicks, claimed once",
+            f"{clicked.throughput:.0f} req/s ({clicked.throughput / floor.throughput:.2f}x)",
+            f"{floor.throughput:.0f} req/s (plain view + one committed insert)",
+            ">= 0.9x reference",
+            clicked.throughput >= 0.9 * floor.throughput,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the test suite, and print ratios against a reference measured in the same run.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +23,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = "larkauth_bench"
+# Several checkouts on one machine each name their own (BENCH_DB=...).
+BENCH_DB = os.environ.get("BENCH_DB", "larkauth_bench")
 BENCH_KEY = "YmVuY2gta2V5LWJlbmNoLWtleS1iZW5jaC1rZXktMzI="  # 32 bytes, bench only
 
 
@@ -202,3 +204,54 @@ def load_at_rate(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+# --- the one table of `make bench` ------------------------------------------------------
+
+ROWS_ENV = "BENCH_ROWS"  # `python -m bench` collects every benchmark's rows in this file
+
+
+@dataclass
+class Row:
+    """One figure of a benchmark, beside the reference measured in the same run."""
+
+    bench: str
+    figure: str
+    value: str
+    reference: str
+    goal: str
+    met: bool | None  # None: no goal to meet
+    bound: str = ""  # what limits a figure that misses its goal
+
+
+def report(*rows: Row) -> None:
+    """Print the rows; hand them to `python -m bench` when it runs this benchmark."""
+    print(table(list(rows)))
+    path = os.environ.get(ROWS_ENV)
+    if path:
+        with open(path, "a") as out:
+            for row in rows:
+                out.write(json.dumps(asdict(row)) + "\n")
+
+
+def table(rows: list[Row]) -> str:
+    header = ("bench", "figure", "value", "same-run reference", "goal", "met")
+    cells = [header] + [
+        (
+            r.bench,
+            r.figure,
+            r.value,
+            r.reference,
+            r.goal,
+            "-" if r.met is None else "yes" if r.met else "NO",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    bounds = [f"- {r.bench} / {r.figure}: {r.bound}" for r in rows if r.bound]
+    return "\n".join(lines + (["", "Bounded by:", *bounds] if bounds else []))

@@ -26,10 +26,11 @@ import requests
 
 from bench import harness
 
-DB = "larkauth_bench_refresh"
+DB = f"{harness.BENCH_DB}_refresh"
 APP_ID, APP_SECRET = "cli_bench_refresh", "bench-refresh-secret"
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
 RATE = 200
+REFERENCE_CALLS = 2000
 
 
 def bench_env(sandbox_url: str = "") -> dict[str, str]:
@@ -88,6 +89,32 @@ def issue_tokens(sandbox_url: str, count: int) -> list[dict[str, Any]]:
 
     with ThreadPoolExecutor(16) as pool:
         return list(pool.map(one, range(count)))
+
+
+def sandbox_alone(sandbox_url: str, issued: list[dict[str, Any]], concurrency: int) -> float:
+    """The reference: the same refresh calls straight to the sandbox, as many at once as the
+    sweeps make, no larkauth in between. Calls per second."""
+    http = requests.Session()
+    http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=concurrency))
+
+    def refresh(item: dict[str, Any]) -> None:
+        answer = http.post(
+            f"{sandbox_url}/open-apis/authen/v2/oauth/token",
+            json={
+                "grant_type": "refresh_token",
+                "client_id": APP_ID,
+                "client_secret": APP_SECRET,
+                "refresh_token": item["token"]["refresh_token"],
+            },
+            timeout=30,
+        ).json()
+        if answer.get("code") not in (0, None) or "access_token" not in answer:
+            raise RuntimeError(f"reference refresh failed: {answer}")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(refresh, issued))
+    return len(issued) / (time.monotonic() - started)
 
 
 def insert_authorizations(env: dict[str, str], issued: list[dict[str, Any]]) -> None:
@@ -185,8 +212,11 @@ def main() -> None:
         env = bench_env(sandbox_url)
         print(f"Setting up {args.authorizations} authorizations ...", flush=True)
         recreate_database(env)
-        issued = issue_tokens(sandbox_url, args.authorizations)
-        insert_authorizations(env, issued)
+        issued = issue_tokens(sandbox_url, args.authorizations + REFERENCE_CALLS)
+        sandbox_rate = sandbox_alone(
+            sandbox_url, issued[args.authorizations :], args.processes * args.threads
+        )
+        insert_authorizations(env, issued[: args.authorizations])
         requests.delete(f"{sandbox_url}/_sandbox/api/calls", timeout=30)
 
         print(
@@ -209,6 +239,27 @@ def main() -> None:
     print(
         f"wall clock incl. start-up   {elapsed:.1f} s = {wall_rate:.1f}/s "
         f"= {wall_rate / RATE:.3f} of the limit"
+    )
+    print(f"reference: the sandbox alone, same calls, same concurrency: {sandbox_rate:.1f}/s")
+    failures = result["not_completed"] + result["with_failures"]
+    bound = min(RATE, sandbox_rate)
+    harness.report(
+        harness.Row(
+            "refresh_sweep",
+            f"refresh rate, {args.authorizations} due",
+            f"{rate:.1f}/s ({rate / bound:.3f}x)",
+            f"min({RATE}/s limit, {sandbox_rate:.0f}/s sandbox alone)",
+            ">= 0.9x reference",
+            rate >= 0.9 * bound,
+        ),
+        harness.Row(
+            "refresh_sweep",
+            "refresh calls per token, failures",
+            f"{result['calls'] / args.authorizations:.4f}, {failures}",
+            "-",
+            "1 call, 0 failures",
+            result["calls"] == args.authorizations and failures == 0,
+        ),
     )
 
 

@@ -119,6 +119,33 @@ def main() -> None:
     print(ref_at_rate.line("reference: DRF primary-key lookup"))
     print(ours_at_rate.line("POST /api/v1/tokens/"))
     print(f"{served} tokens served, {audited} token_issued audit rows written")
+    p99_ratio = best_ours.percentile(0.99) / best_ref.percentile(0.99)
+    harness.report(
+        harness.Row(
+            "token_api",
+            "POST /api/v1/tokens/ throughput",
+            f"{best_ours.throughput:.0f} req/s ({ratio:.2f}x)",
+            f"{best_ref.throughput:.0f} req/s (DRF view reading one row)",
+            ">= 0.8x reference",
+            ratio >= 0.8,
+        ),
+        harness.Row(
+            "token_api",
+            f"POST /api/v1/tokens/ p99 at {rate:.0f} req/s (open loop)",
+            f"{ours_at_rate.percentile(0.99):.1f} ms",
+            f"{ref_at_rate.percentile(0.99):.1f} ms",
+            "<= 1.5x reference p99",
+            ours_at_rate.percentile(0.99) <= 1.5 * ref_at_rate.percentile(0.99),
+        ),
+        harness.Row(
+            "token_api",
+            f"POST /api/v1/tokens/ p99, {CLIENTS} clients (closed loop)",
+            f"{best_ours.percentile(0.99):.1f} ms ({p99_ratio:.2f}x)",
+            f"{best_ref.percentile(0.99):.1f} ms",
+            "<= 25 ms",
+            best_ours.percentile(0.99) <= 25,
+        ),
+    )
 
 
 @contextmanager

@@ -33,6 +33,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench import harness  # noqa: E402
 from sessions_app.models import SessionState, UserAuthSession  # noqa: E402
 from sessions_app.services.maintenance import (  # noqa: E402
     AUTHORIZATION_LIFETIME,
@@ -228,7 +229,7 @@ class Week:
 
 
 def report(authorizations: int, active: float, tally: Tally) -> str:
-    per_day = sum(v for k, v in tally.calls.items() if k != "failed") / authorizations / DAYS
+    per_day = calls_per_day(authorizations, tally)
     calls = ", ".join(f"{kind} {count}" for kind, count in sorted(tally.calls.items()))
     waited = tally.waited / tally.uses if tally.uses else 0.0
     return (
@@ -260,11 +261,43 @@ def main() -> None:
         f"keep-alive margin {settings.AUTH_KEEPALIVE_MARGIN / 3600:.0f} h, warm window "
         f"{settings.AUTH_WARM_WINDOW / 3600:.0f} h, {FAILURE_RATE:.0%} transient failures"
     )
+    idle: float | None = None
+    lost = 0
     for outage in args.outage_hours:
         print(f"Feishu down {outage:g} h on day 3:")
         for active in args.active:
             tally = Week(args.authorizations, active, outage, args.seed).run()
             print(report(args.authorizations, active, tally))
+            if outage == 0 and active == 0:
+                idle = calls_per_day(args.authorizations, tally)
+            lost += tally.lost
+    rows = [
+        harness.Row(
+            "week_sim",
+            "authorizations lost, every run above",
+            str(lost),
+            "- (computed week)",
+            "0",
+            lost == 0,
+        )
+    ]
+    if idle is not None:
+        rows.insert(
+            0,
+            harness.Row(
+                "week_sim",
+                "refresh calls per idle authorization per day (keep-alive)",
+                f"{idle:.3f}",
+                "- (computed week)",
+                "<= 0.3",
+                idle <= 0.3,
+            ),
+        )
+    harness.report(*rows)
+
+
+def calls_per_day(authorizations: int, tally: Tally) -> float:
+    return sum(v for k, v in tally.calls.items() if k != "failed") / authorizations / DAYS
 
 
 if __name__ == "__main__":

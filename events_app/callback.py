@@ -29,9 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lark_oapi.core.utils.decryptor import AESCipher
-
 from events_app.envelope import Event, MalformedEvent, json_object
+from larkauth.feishu.decrypt import decrypt
 from sessions_app.models import Application
 
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -190,7 +189,7 @@ def _decrypt(encrypt_key: str, encrypted: Any) -> str:
     if not isinstance(encrypted, str):
         raise Rejected(400, "malformed_body", "`encrypt` is not a string.")
     try:
-        return AESCipher(encrypt_key).decrypt(base64.b64decode(encrypted)).decode()
+        return decrypt(encrypt_key, base64.b64decode(encrypted)).decode()
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise Rejected(400, "malformed_body", "`encrypt` does not decrypt.") from exc
 

@@ -191,9 +191,8 @@ LARK_LOGGER = "Lark"
 
 
 def install() -> None:
-    """Put the filter on lark-oapi's "Lark" logger and on its own handlers. Idempotent."""
-    import lark_oapi.core.log  # noqa: F401 - creates the "Lark" logger and its stdout handler
-
+    """Put the filter on lark-oapi's "Lark" logger and on its handlers, if any (larkauth's
+    lark-oapi seam removes them). Idempotent; does not load lark-oapi."""
     logger = logging.getLogger(LARK_LOGGER)
     for target in (logger, *logger.handlers):
         if not any(isinstance(f, RedactionFilter) for f in target.filters):

@@ -36,27 +36,19 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
-import lark_oapi.ws.client as sdk
 import websockets
-from lark_oapi.core.enum import LogLevel
-from lark_oapi.ws.const import (
-    DEVICE_ID,
-    HEADER_BIZ_RT,
-    HEADER_MESSAGE_ID,
-    HEADER_SEQ,
-    HEADER_SUM,
-    HEADER_TYPE,
-    SERVICE_ID,
-)
-from lark_oapi.ws.enum import MessageType
-from lark_oapi.ws.exception import ClientException
-from lark_oapi.ws.model import ClientConfig
 from websockets.exceptions import InvalidHandshake
 
 from events_app import metrics
 from events_app.models import ListenerConnection
 from events_app.ws.backoff import SLOW, TRANSIENT, Backoff
+from larkauth.feishu.sdk import load_ws
 from larkauth.redaction import MARKER, redact
+
+# lark_oapi.ws.client (loaded by larkauth's lark-oapi seam): `Client`, `loop`, the frame
+# constants, enums and models.
+sdk = load_ws()
+_SdkClient: Any = sdk.Client
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +59,7 @@ FrameHandler = Callable[[bytes], dict[str, Any]]
 # Told each change of the connection: status, failed attempts in a row, why (redacted).
 Report = Callable[[str, int, str], None]
 
-HANDLED_FRAME_TYPES = frozenset({MessageType.EVENT.value, MessageType.CARD.value})
+HANDLED_FRAME_TYPES = frozenset({sdk.MessageType.EVENT.value, sdk.MessageType.CARD.value})
 ENDPOINT_TIMEOUT_SECONDS = 15.0
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 DRAIN_TIMEOUT_SECONDS = 10.0
@@ -75,7 +67,7 @@ MIN_SECRET_TO_MASK = 6
 _URL_QUERY = re.compile(r"(\w+://[^\s?'\"]*)\?[^\s'\"]*")
 
 
-class ListenerClient(sdk.Client):
+class ListenerClient(_SdkClient):
     def __init__(
         self,
         app_id: str,
@@ -90,7 +82,7 @@ class ListenerClient(sdk.Client):
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(
-            app_id, app_secret, log_level=LogLevel.WARNING, domain=domain, auto_reconnect=False
+            app_id, app_secret, log_level=sdk.LogLevel.WARNING, domain=domain, auto_reconnect=False
         )
         self._handle = handle
         self._executor = executor
@@ -133,7 +125,7 @@ class ListenerClient(sdk.Client):
                 except Exception as exc:
                     failures += 1
                     failed = failures >= self._max_retries
-                    refused = isinstance(exc, ClientException)
+                    refused = isinstance(exc, sdk.ClientException)
                     delay = (SLOW if refused else self._backoff).delay(failures)
                     error = self._describe(exc)
                     self._report(Status.FAILED if failed else Status.BACKING_OFF, failures, error)
@@ -175,7 +167,7 @@ class ListenerClient(sdk.Client):
         text = _URL_QUERY.sub(r"\1", redact(_brief(exc)))
         if len(self._app_secret) >= MIN_SECRET_TO_MASK:
             text = text.replace(self._app_secret, MARKER)
-        if isinstance(exc, ClientException):
+        if isinstance(exc, sdk.ClientException):
             text = f"Feishu refused the connection: {text}"
         return text
 
@@ -204,7 +196,7 @@ class ListenerClient(sdk.Client):
             sdk._parse_ws_conn_exception(exc)  # raises the SDK's Client/ServerException
             raise
         self._conn, self._conn_url = conn, url
-        self._conn_id, self._service_id = query[DEVICE_ID][0], query[SERVICE_ID][0]
+        self._conn_id, self._service_id = query[sdk.DEVICE_ID][0], query[sdk.SERVICE_ID][0]
         self._lost.clear()
         self._receiver = asyncio.get_running_loop().create_task(self._receive_message_loop())
 
@@ -217,7 +209,7 @@ class ListenerClient(sdk.Client):
         if self._receiver is not None:
             await asyncio.wait({self._receiver})
 
-    def _configure(self, conf: ClientConfig) -> None:
+    def _configure(self, conf: Any) -> None:  # lark_oapi.ws.model.ClientConfig
         super()._configure(conf)
         # The server's ping interval, but never rarer than WEBSOCKET_HEARTBEAT_INTERVAL.
         server = conf.PingInterval if conf.PingInterval and conf.PingInterval > 0 else None
@@ -241,15 +233,15 @@ class ListenerClient(sdk.Client):
 
     async def _handle_data_frame(self, frame: Any) -> None:
         headers = {header.key: header.value for header in frame.headers}
-        if headers.get(HEADER_TYPE) not in HANDLED_FRAME_TYPES or self._stopping:
+        if headers.get(sdk.HEADER_TYPE) not in HANDLED_FRAME_TYPES or self._stopping:
             return
         payload = frame.payload
-        parts = int(headers.get(HEADER_SUM) or 1)
+        parts = int(headers.get(sdk.HEADER_SUM) or 1)
         if parts > 1:
             payload = self._combine(
-                headers.get(HEADER_MESSAGE_ID, ""),
+                headers.get(sdk.HEADER_MESSAGE_ID, ""),
                 parts,
-                int(headers.get(HEADER_SEQ) or 0),
+                int(headers.get(sdk.HEADER_SEQ) or 0),
                 payload,
             )
             if payload is None:
@@ -264,7 +256,7 @@ class ListenerClient(sdk.Client):
         except Exception:  # logged by the dispatcher; Feishu redelivers on a non-200 ack
             ack = {"code": 500}
         biz_rt = frame.headers.add()
-        biz_rt.key, biz_rt.value = HEADER_BIZ_RT, str(int((time.monotonic() - started) * 1000))
+        biz_rt.key, biz_rt.value = sdk.HEADER_BIZ_RT, str(int((time.monotonic() - started) * 1000))
         frame.payload = json.dumps(ack).encode()
         await self._write_message(frame.SerializeToString())
 

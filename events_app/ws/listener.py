@@ -34,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-import lark_oapi.ws.client as sdk
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import multiprocess
@@ -43,7 +42,7 @@ from events_app import metrics, toasts
 from events_app.dispatcher import dispatch
 from events_app.envelope import Event, MalformedEvent, json_object
 from events_app.ws import status
-from events_app.ws.client import ListenerClient
+from events_app.ws.client import ListenerClient, sdk
 from events_app.ws.status import StatusBoard
 from larkauth.redaction import redact
 from sessions_app.models import Application

@@ -20,25 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import lark_oapi as lark
 import requests
-from lark_oapi.api.authen.v1 import GetUserInfoRequest
-from lark_oapi.api.contact.v3 import GetUserRequest
-from lark_oapi.api.im.v1 import (
-    CreateMessageRequest,
-    CreateMessageRequestBody,
-    PatchMessageRequest,
-    PatchMessageRequestBody,
-)
-from lark_oapi.core.exception import (
-    NoAuthorizationException,
-    ObtainAccessTokenException,
-    UnmarshalException,
-)
 
 from larkauth import cards
 from larkauth.errors import APP_CREDENTIAL_CODES, FeishuError
-from larkauth.feishu import metrics, oauth, token_cache, transport
+from larkauth.feishu import metrics, oauth, sdk, token_cache, transport
 from larkauth.feishu.domains import Domains, resolve_domains
 from larkauth.feishu.results import ContactUser, SentMessage, UserInfo, UserToken
 from larkauth.feishu.retry import NO_RETRY, RetryPolicy
@@ -73,19 +59,9 @@ class FeishuClient:
         self._app_secret = app_secret
         self._rate_limiter = rate_limiter
         self._tokens = token_cache.TokenStore()
-        transport.install()  # lark-oapi's calls on kept-alive connections
         # Kept-alive connections to the token endpoint (urllib3's pool is thread-safe).
         self._http = transport.session()
-        self._lark = (
-            lark.Client.builder()
-            .app_id(app_id)
-            .app_secret(app_secret)
-            .domain(self.domains.api)
-            .timeout(timeout)
-            # Our own user tokens go in per call; without this lark-oapi refuses them.
-            .enable_set_token(True)
-            .build()
-        )
+        self._lark = sdk.new_client(app_id, app_secret, domain=self.domains.api, timeout=timeout)
 
     @classmethod
     def from_settings(
@@ -160,10 +136,10 @@ class FeishuClient:
 
     def get_user_info(self, user_access_token: str) -> UserInfo:
         """The user a user access token belongs to."""
-        request = GetUserInfoRequest.builder().build()
+        request = sdk.GetUserInfoRequest.builder().build()
         response = self._lark_call(
             "user_info",
-            lambda option: self._lark.authen.v1.user_info.get(request, option),
+            lambda option: self._lark.user_info.get(request, option),
             user_access_token=user_access_token,
         )
         data = response.data
@@ -187,10 +163,10 @@ class FeishuClient:
         user_access_token: str | None = None,
     ) -> ContactUser:
         """A user from the directory, as the app (tenant token) or as a user."""
-        request = GetUserRequest.builder().user_id(user_id).user_id_type(user_id_type).build()
+        request = sdk.GetUserRequest.builder().user_id(user_id).user_id_type(user_id_type).build()
         response = self._lark_call(
             "contact_user_get",
-            lambda option: self._lark.contact.v3.user.get(request, option),
+            lambda option: self._lark.user.get(request, option),
             user_access_token=user_access_token,
         )
         user = response.data.user
@@ -226,7 +202,7 @@ class FeishuClient:
         Without it a random one still protects this call's own retries.
         """
         body = (
-            CreateMessageRequestBody.builder()
+            sdk.CreateMessageRequestBody.builder()
             .receive_id(receive_id)
             .msg_type("interactive")
             .content(cards.card_content(card))
@@ -234,23 +210,23 @@ class FeishuClient:
             .build()
         )
         request = (
-            CreateMessageRequest.builder()
+            sdk.CreateMessageRequest.builder()
             .receive_id_type(receive_id_type)
             .request_body(body)
             .build()
         )
         response = self._lark_call(
-            "message_create", lambda option: self._lark.im.v1.message.create(request, option)
+            "message_create", lambda option: self._lark.message.create(request, option)
         )
         return SentMessage(message_id=response.data.message_id)
 
     def patch_card(self, message_id: str, card: Mapping[str, Any]) -> None:
         """Replace the card of a message this app sent (shared cards, within 14 days)."""
-        body = PatchMessageRequestBody.builder().content(cards.card_content(card)).build()
-        request = PatchMessageRequest.builder().message_id(message_id).request_body(body).build()
-        self._lark_call(
-            "message_patch", lambda option: self._lark.im.v1.message.patch(request, option)
+        body = sdk.PatchMessageRequestBody.builder().content(cards.card_content(card)).build()
+        request = (
+            sdk.PatchMessageRequest.builder().message_id(message_id).request_body(body).build()
         )
+        self._lark_call("message_patch", lambda option: self._lark.message.patch(request, option))
 
     # --- Plumbing -----------------------------------------------------------------------
 
@@ -279,12 +255,12 @@ class FeishuClient:
     def _lark_call(
         self,
         api: str,
-        send: Callable[[lark.RequestOption], Any],
+        send: Callable[[sdk.RequestOption], Any],
         *,
         user_access_token: str | None = None,
     ) -> Any:
         def attempt() -> Any:
-            option = lark.RequestOption()
+            option = sdk.RequestOption()
             if user_access_token:
                 option.user_access_token = user_access_token
             try:
@@ -292,7 +268,7 @@ class FeishuClient:
                     response = send(option)
             except requests.RequestException as exc:
                 raise self._transport_error(api, exc) from exc
-            except ObtainAccessTokenException as exc:
+            except sdk.ObtainAccessTokenException as exc:
                 # lark-oapi keeps only Feishu's code, not the HTTP status: anything but wrong
                 # credentials may pass (a busy or failing token endpoint).
                 raise FeishuError(
@@ -302,9 +278,9 @@ class FeishuClient:
                     retryable=exc.code not in APP_CREDENTIAL_CODES,
                     sensitive=(self._app_secret,),
                 ) from None
-            except NoAuthorizationException as exc:
+            except sdk.NoAuthorizationException as exc:
                 raise FeishuError(f"not authorized: {exc.msg}", api=api, retryable=False) from None
-            except (ValueError, UnmarshalException) as exc:
+            except (ValueError, sdk.UnmarshalException) as exc:
                 raise FeishuError(
                     f"unreadable response ({type(exc).__name__})", api=api, retryable=True
                 ) from None

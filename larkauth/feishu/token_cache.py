@@ -3,9 +3,9 @@
 lark-oapi's `TokenManager` fetches and caches app and tenant access tokens (until 10
 minutes before they expire) in one class-level cache keyed by app id only, so two clients
 for the same app id (another domain, a rotated secret, a reset sandbox) would share
-tokens. `install()` swaps that cache for one that forwards to the `TokenStore` of the
-client making the call, chosen through a context variable; calls outside any client's
-scope keep using lark-oapi's own cache.
+tokens. `sdk.install_patches()` swaps that cache for a `ScopedCache`, which forwards to
+the `TokenStore` of the client making the call, chosen through a context variable; calls
+outside any client's scope keep using lark-oapi's own cache.
 """
 
 from __future__ import annotations
@@ -15,15 +15,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-
-from lark_oapi.core.cache import ICache
-from lark_oapi.core.token import TokenManager
+from typing import Protocol
 
 _current_store: ContextVar[TokenStore | None] = ContextVar("larkauth_token_store", default=None)
-_install_lock = threading.Lock()
 
 
-class TokenStore(ICache):
+class Cache(Protocol):
+    """lark-oapi's `ICache`."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str, expire: int) -> None: ...
+
+
+class TokenStore:
     """The app/tenant tokens of one client."""
 
     def __init__(self) -> None:
@@ -51,8 +56,8 @@ class TokenStore(ICache):
             self._entries.clear()
 
 
-class _ScopedCache(ICache):
-    def __init__(self, fallback: ICache) -> None:
+class ScopedCache:
+    def __init__(self, fallback: Cache) -> None:
         self.fallback = fallback
 
     def get(self, key: str) -> str | None:
@@ -63,18 +68,9 @@ class _ScopedCache(ICache):
         (_current_store.get() or self.fallback).set(key, value, expire)
 
 
-def install() -> None:
-    """Make lark-oapi's token manager use the calling client's store. Idempotent; also
-    re-installs after someone replaced the cache (`lark.Client.builder().cache(...)`)."""
-    with _install_lock:
-        if not isinstance(TokenManager.cache, _ScopedCache):
-            TokenManager.cache = _ScopedCache(TokenManager.cache)
-
-
 @contextmanager
 def using(store: TokenStore) -> Iterator[None]:
     """lark-oapi calls made inside use `store` for app/tenant tokens."""
-    install()
     token = _current_store.set(store)
     try:
         yield

@@ -2,9 +2,9 @@
 
 lark-oapi 1.7 sends every API call with the module function `requests.request`: a new
 session, so a new TCP and TLS connection to Feishu, per call. It has no setting for an
-HTTP client, so `install()` gives its transport module a stand-in for `requests` whose
-`request()` goes through one session per thread (sessions are not documented as
-thread-safe; urllib3's pool behind each is). Nothing else of lark-oapi is touched.
+HTTP client, so `sdk.install_patches()` gives its transport module `PooledRequests`, a
+stand-in for `requests` whose `request()` goes through one session per thread (sessions
+are not documented as thread-safe; urllib3's pool behind each is).
 
 A plain `requests.Session` re-reads the environment on every call: it walks `os.environ`
 about six times for the proxy variables and looks for `~/.netrc`, which cost more CPU
@@ -21,7 +21,6 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-import lark_oapi.core.http.transport as lark_transport
 import requests
 from requests.utils import get_environ_proxies
 
@@ -62,8 +61,3 @@ class PooledRequests:
         if http is None:
             http = self._local.session = session()
         return http.request(method, url, **kwargs)
-
-
-def install() -> None:
-    if not isinstance(lark_transport.requests, PooledRequests):
-        lark_transport.requests = PooledRequests()  # type: ignore[assignment,unused-ignore]

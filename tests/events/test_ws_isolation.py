@@ -173,7 +173,11 @@ def test_a_database_outage_does_not_stop_the_listener(lark, start, database):
     assert listener.process.poll() is None, listener.output()[-3000:]
     assert len(lark.sandbox.ws_connections(lark.app.app_id)) == 1
     wait_for(lambda: heartbeat(lark.app) > back_at, what="the heartbeat to resume")
-    assert "Recording the long connections' status again" in listener.output()
+    # The line is logged just after the heartbeat commits.
+    wait_for(
+        lambda: "Recording the long connections' status again" in listener.output(),
+        what="the recovery to be logged",
+    )
     session = open_card(lark, lark.sandbox.alice)
     click = decline_over_ws(lark, session)
     assert click["ok"] is True, (click, listener.output()[-3000:])

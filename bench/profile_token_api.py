@@ -1,0 +1,52 @@
+"""Where a token read's time goes: `POST /api/v1/tokens/` and the reference view (a DRF
+primary-key lookup) served in-process by Django's test client (no gunicorn, no network),
+N requests each under pyinstrument. Prints each view's time per request and the profile of
+the token view. Needs `pip install pyinstrument`.
+Run: `BENCH_DB=... .venv/bin/python -m bench.profile_token_api [--requests N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench import harness
+from bench.token_api import setup_data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    count = parser.parse_args().requests
+    harness.recreate_database(harness.bench_env(DJANGO_SETTINGS_MODULE="bench.settings"))
+    app_pk, key, open_id = setup_data()
+    from django.test import Client
+    from pyinstrument import Profiler
+
+    client = Client()
+    headers = {"Authorization": f"Api-Key {key}"}
+    body = {"open_id": open_id}
+
+    def token() -> None:
+        response = client.post("/api/v1/tokens/", body, "application/json", headers=headers)
+        assert response.status_code == 200, response.content
+
+    def reference() -> None:
+        assert client.post(f"/bench/reference/{app_pk}").status_code == 200
+
+    for name, view in (("reference", reference), ("tokens", token)):
+        for _ in range(50):
+            view()  # warm: connections, caches, first imports
+        profiler = Profiler(interval=0.0005)
+        started = time.perf_counter()
+        with profiler:
+            for _ in range(count):
+                view()
+        per_request = (time.perf_counter() - started) / count * 1000
+        print(f"{name}: {per_request:.2f} ms per request ({count} requests, profiled)")
+        if name == "tokens":
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()
