@@ -186,19 +186,16 @@ def failed(session_id: str, reason: str) -> Card:
     )
 
 
-def wrong_user(session_id: str, expected_name: str = "") -> Card:
+def wrong_user(session_id: str) -> Card:
     """Someone other than the card's recipient approved: nothing was stored."""
-    name = markdown_text(expected_name)
-    for_whom = f"（{name}）" if name else ""
-    for_whom_en = f" ({name})" if name else ""
     return _card(
         "账号不匹配 · Wrong account",
         "red",
         [
             _markdown(
-                f"本次授权需要由卡片接收人{for_whom}本人完成，但使用了其他账号。"
+                "本次授权需要由卡片接收人本人完成，但使用了其他账号。"
                 "请用你自己的账号重新授权。\n"
-                f"This request is for the card's recipient{for_whom_en}, but another account "
+                "This request is for the card's recipient, but another account "
                 "approved it. Please authorize again with your own account."
             ),
             _request_again_button(session_id),

@@ -175,8 +175,3 @@ def default_limiter() -> RateLimiter:
         if _default is None:
             _default = RateLimiter.from_settings()
         return _default
-
-
-def acquire(app_id: str, *, max_wait: float | None = None) -> float:
-    """Wait for a permit from the process-wide limiter."""
-    return default_limiter().acquire(app_id, max_wait=max_wait)

@@ -227,7 +227,6 @@ class TokenEvent(models.Model):
         REVOKED = "revoked"
         EXPIRED = "expired"
         TOKEN_ISSUED = "token_issued"  # noqa: S105
-        EXPIRY_WARNING = "expiry_warning"
 
     session = models.ForeignKey(
         UserAuthSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"

@@ -44,7 +44,7 @@ def expire_pending_sessions() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=540, time_limit=600)
 def cleanup_auth_sessions() -> int:
-    return services.auth_sessions_delete_old() + services.processed_events_delete_old()
+    return services.cleanup_run().total
 
 
 @shared_task(acks_late=True, soft_time_limit=540, time_limit=600)

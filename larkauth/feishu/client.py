@@ -87,21 +87,6 @@ class FeishuClient:
             .build()
         )
 
-    @classmethod
-    def from_settings(
-        cls, app_id: str = "", app_secret: str = "", domain: str = ""
-    ) -> FeishuClient:
-        """A client configured by `LARK_*` and `FEISHU_*` settings; arguments override."""
-        from django.conf import settings
-
-        return cls(
-            app_id or settings.LARK_APP_ID,
-            app_secret or settings.LARK_APP_SECRET,
-            domain=domain or settings.LARK_DOMAIN,
-            accounts_domain="" if domain else settings.LARK_ACCOUNTS_DOMAIN,
-            timeout=settings.FEISHU_HTTP_TIMEOUT,
-        )
-
     def __repr__(self) -> str:
         return f"FeishuClient(app_id={self.app_id!r}, domain={self.domains.api!r})"
 

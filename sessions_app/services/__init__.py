@@ -15,10 +15,13 @@ from sessions_app.services.authorization import (
     session_expire,
     sessions_expire_stale,
 )
+from sessions_app.services.cleanup import (
+    auth_sessions_delete_old,
+    cleanup_run,
+    processed_events_delete_old,
+)
 from sessions_app.services.expiry import refresh_token_expiry_check
 from sessions_app.services.maintenance import (
-    auth_sessions_delete_old,
-    processed_events_delete_old,
     sessions_expire_all_stale,
     tokens_refresh_expiring,
     users_sync_info,
@@ -47,6 +50,7 @@ __all__ = [
     "authorization_revoke",
     "authorization_start",
     "beat_schedules_ensure",
+    "cleanup_run",
     "get_active_token",
     "processed_events_delete_old",
     "refresh_token_expiry_check",

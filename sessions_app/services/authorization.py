@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,7 +233,7 @@ def _hash_state(state: str) -> str:
 
 def authorization_start(session_id: Any) -> str:
     """Give the session a fresh single-use state and PKCE verifier; return Feishu's URL."""
-    state = secrets.token_urlsafe(32)
+    state = pkce.new_state()
     verifier = pkce.new_verifier()
     with transaction.atomic():
         session = (

@@ -155,6 +155,6 @@ def card_for(session: UserAuthSession) -> cards.Card | None:
         return cards.expired(session_id=session_id)
     if session.state == SessionState.FAILED:
         if session.failure_reason == "wrong_user":
-            return cards.wrong_user(session_id=session_id)
+            return cards.wrong_user(session_id)
         return cards.failed(session_id=session_id, reason=session.failure_reason)
     return None

@@ -45,7 +45,6 @@ from sessions_app import metrics
 from sessions_app.feishu import client_for
 from sessions_app.models import (
     Application,
-    ProcessedEvent,
     SessionState,
     TokenEvent,
     UserAuthSession,
@@ -639,44 +638,3 @@ def sessions_expire_all_stale() -> int:
 
 
 EXPIRE_PAGE = 500  # what one `sessions_expire_stale` call handles at most
-
-# Authorizations stay: the user's current one and the one that needs the user again.
-KEPT_STATES = (SessionState.COMPLETED, SessionState.NEEDS_REAUTH)
-
-
-def auth_sessions_delete_old(*, retention_days: int | None = None, batch_size: int = 1000) -> int:
-    """Delete sessions other than authorizations untouched for AUTH_SESSION_RETENTION_DAYS.
-
-    Their audit events stay (`TokenEvent.session` becomes NULL).
-    """
-    days = settings.AUTH_SESSION_RETENTION_DAYS if retention_days is None else retention_days
-    cutoff = timezone.now() - timedelta(days=days)
-    old = (
-        UserAuthSession.objects.filter(created_at__lt=cutoff, updated_at__lt=cutoff)
-        .exclude(state__in=KEPT_STATES)
-        .order_by("created_at")
-        .values_list("pk", flat=True)
-    )
-    deleted = 0
-    while batch := list(old[:batch_size]):
-        _, per_model = (
-            UserAuthSession.objects.filter(pk__in=batch).exclude(state__in=KEPT_STATES).delete()
-        )
-        deleted += per_model.get(UserAuthSession._meta.label, 0)
-    logger.info("Deleted %d sessions older than %d days", deleted, days)
-    return deleted
-
-
-# Feishu redelivers an event for about 7 hours (FACTS.md §7); a week of ids is plenty.
-PROCESSED_EVENT_RETENTION = timedelta(days=7)
-
-
-def processed_events_delete_old(*, batch_size: int = 5000) -> int:
-    """Forget handled event ids older than any redelivery, in batches."""
-    old = ProcessedEvent.objects.filter(
-        received_at__lt=timezone.now() - PROCESSED_EVENT_RETENTION
-    ).values_list("pk", flat=True)
-    deleted = 0
-    while batch := list(old[:batch_size]):
-        deleted += ProcessedEvent.objects.filter(pk__in=batch).delete()[0]
-    return deleted
