@@ -15,14 +15,13 @@ from rest_framework_api_key.models import APIKey
 from larkauth.errors import LarkauthError
 from sessions_app import services
 from sessions_app.models import (
+    SECRET_FIELDS,
     Application,
     ProcessedEvent,
     ServiceClient,
     TokenEvent,
     UserAuthSession,
 )
-
-SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 
 # The library's own key model is unused: service keys are ServiceClient rows.
 admin.site.unregister(APIKey)

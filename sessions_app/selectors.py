@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Field, Q, QuerySet
 
-from sessions_app.models import Application, AuthMethod, SessionState, UserAuthSession
+from larkauth.caching import APPLICATION_SECONDS, TTLCache
+from sessions_app.models import (
+    SECRET_FIELDS,
+    Application,
+    AuthMethod,
+    SessionState,
+    UserAuthSession,
+)
 
-SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 # What handing out a token reads; the refresh path re-reads the whole row under its lock.
 TOKEN_READ_FIELDS = (
     "app_id",
@@ -30,30 +34,17 @@ TOKEN_READ_FIELDS = (
 )
 
 
-# Every API request names an application; rows change rarely. A change made in another
-# process shows here within this time (this process's own saves clear it at once).
-APPLICATION_CACHE_SECONDS = 10.0
-_applications: dict[str, tuple[float, Application]] = {}
-_applications_lock = threading.Lock()
+# Every API request names an application; rows change rarely (larkauth/caching.py).
+_applications: TTLCache[str, Application] = TTLCache(APPLICATION_SECONDS)
 
 
 def application_get(app_id: str | None) -> Application:
     """The named active application; unnamed: the LARK_APP_ID one, else the only one."""
-    key = app_id or ""
-    now = time.monotonic()
-    with _applications_lock:
-        cached = _applications.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    app = _application_lookup(app_id)
-    with _applications_lock:
-        _applications[key] = (now + APPLICATION_CACHE_SECONDS, app)
-    return app
+    return _applications.get(app_id or "", lambda: _application_lookup(app_id))
 
 
 def applications_forget() -> None:
-    with _applications_lock:
-        _applications.clear()
+    _applications.clear()
 
 
 def _application_lookup(app_id: str | None) -> Application:

@@ -37,11 +37,11 @@ from lark_oapi.core.exception import (
 )
 
 from larkauth import cards
+from larkauth.backoff import Backoff
+from larkauth.domains import Domains, resolve_domains
 from larkauth.errors import APP_CREDENTIAL_CODES, FeishuError
 from larkauth.feishu import metrics, oauth, token_cache, transport
-from larkauth.feishu.domains import Domains, resolve_domains
 from larkauth.feishu.results import ContactUser, SentMessage, UserInfo, UserToken
-from larkauth.feishu.retry import NO_RETRY, RetryPolicy
 from larkauth.ratelimit import RateLimiter, RateLimitTimeout, default_limiter
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ T = TypeVar("T")
 # own budget of FEISHU_RATE_LIMIT_PER_SECOND. The two grants share one token endpoint.
 _RATE_BUCKETS = {"oauth_code_exchange": "oauth_token", "oauth_refresh": "oauth_token"}
 USER_AGENT = "larkauth"
+# Idempotent calls: three tries, 0.5 s doubling to 5 s with full jitter between them.
+RETRIES = Backoff(base=0.5, cap=5.0, attempts=3)
+NO_RETRY = Backoff(base=0.0, cap=0.0, attempts=1)
 
 
 class FeishuClient:
@@ -63,13 +66,13 @@ class FeishuClient:
         accounts_domain: str = "",
         timeout: float = 10.0,
         rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
     ) -> None:
         """`domain`: "feishu", "lark" or a base URL (plain http only on loopback)."""
         self.app_id = app_id
         self.domains: Domains = resolve_domains(domain, accounts_domain)
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RETRIES
         self._app_secret = app_secret
         self._rate_limiter = rate_limiter
         self._tokens = token_cache.TokenStore()
@@ -310,7 +313,7 @@ class FeishuClient:
         self,
         api: str,
         attempt: Callable[[], T],
-        policy: RetryPolicy,
+        policy: Backoff,
         *,
         uses_app_token: bool = False,
     ) -> T:

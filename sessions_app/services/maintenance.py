@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_cryptography.utils.crypto import InvalidToken
 
+from larkauth.backoff import Backoff
 from larkauth.errors import AuthenticationRequiredError, Failure, FeishuError
 from larkauth.feishu import ContactUser, FeishuClient
 from sessions_app import metrics
@@ -67,8 +68,9 @@ AUTHORIZATION_LIFETIME = timedelta(days=365)
 CAP_SLACK = timedelta(minutes=10)
 # Access tokens live "about 2 h, not fixed": look ahead as if they could live twice that.
 LONGEST_ACCESS_TOKEN = timedelta(hours=4)
-RETRY_FIRST_DELAY = timedelta(minutes=4)
-RETRY_MAX_DELAY = timedelta(minutes=64)
+# After a transient failure: 4 min (the next run) doubling to 64 min. No jitter: the delay
+# is recomputed from `refresh_failures` and `updated_at` on every run.
+RETRY_BACKOFF = Backoff(base=4 * 60, cap=64 * 60, jitter=0)
 SWEEP_THREADS = 4
 SWEEP_PAGE = 500
 ENDED_REASON = "refresh_token_expired"
@@ -143,9 +145,7 @@ def refresh_reason(session: UserAuthSession, now: datetime) -> RefreshReason | N
 
 
 def retry_delay(failures: int) -> timedelta:
-    if failures <= 0:
-        return timedelta(0)
-    return min(RETRY_FIRST_DELAY * 2 ** min(failures - 1, 16), RETRY_MAX_DELAY)
+    return timedelta(seconds=RETRY_BACKOFF.delay(failures))
 
 
 def backing_off(session: UserAuthSession, now: datetime) -> bool:
@@ -429,58 +429,67 @@ def _record_undecryptable(pk: UUID, actor: str) -> None:
     )
 
 
+class _Feed:
+    """The candidates, shared by the sweep's threads: each is handed out once, and none
+    once the deadline has passed or a thread has failed."""
+
+    def __init__(self, items: Iterable[UUID], deadline: float | None) -> None:
+        self._items = iter(items)
+        self._deadline = deadline
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.finished = True  # False: the deadline stopped the feed early
+
+    def __iter__(self) -> Iterator[UUID]:
+        return self
+
+    def __next__(self) -> UUID:
+        with self._lock:
+            if self._stopped:
+                raise StopIteration
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self.finished, self._stopped = False, True
+                raise StopIteration
+            try:
+                return next(self._items)
+            except StopIteration:
+                self._stopped = True
+                raise
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+
 def _run(
     items: Iterable[UUID],
     work: Callable[[UUID], None],
     threads: int,
     deadline: float | None,
 ) -> bool:
-    """Feed `items` to `threads` workers; False when the deadline stopped the feed early."""
-
-    def out_of_time() -> bool:
-        return deadline is not None and time.monotonic() >= deadline
-
-    if threads <= 1:
-        for item in items:
-            if out_of_time():
-                return False
-            _guarded(work, item)
-        return True
-
-    work_queue: queue.Queue[UUID | None] = queue.Queue(maxsize=threads * 4)
-    errors: list[BaseException] = []
+    """Do `work` for each of `items` in `threads` threads; False when the deadline stopped
+    the feed early. The first error stops the feed and is raised here."""
+    feed = _Feed(items, deadline)
 
     def worker() -> None:
         try:
-            while (item := work_queue.get()) is not None:
-                if not errors:
-                    try:
-                        _guarded(work, item)
-                    except BaseException as exc:  # re-raised in the caller's thread
-                        errors.append(exc)
+            for item in feed:
+                _guarded(work, item)
+        except BaseException:
+            feed.stop()
+            raise
         finally:
-            connections.close_all()  # this thread's own connections
+            if threads > 1:
+                connections.close_all()  # this thread's own connections
 
-    pool = [threading.Thread(target=worker, name=f"refresh-{n}") for n in range(threads)]
-    for thread in pool:
-        thread.start()
-    finished = True
-    try:
-        for item in items:
-            if errors:
-                break
-            if out_of_time():
-                finished = False
-                break
-            work_queue.put(item)
-    finally:
-        for _ in pool:
-            work_queue.put(None)
-        for thread in pool:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return finished
+    if threads <= 1:
+        worker()
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="refresh") as pool:
+            futures = [pool.submit(worker) for _ in range(threads)]
+        for future in futures:
+            future.result()
+    return feed.finished
 
 
 def _guarded(work: Callable[[UUID], None], item: UUID) -> None:

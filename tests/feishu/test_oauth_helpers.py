@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from larkauth.domains import resolve_domains
 from larkauth.feishu import FeishuClient, pkce
-from larkauth.feishu.domains import resolve_domains
 from larkauth.ratelimit import RateLimiter
 
 
