@@ -314,10 +314,28 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     )
     LOG_LEVEL = "INFO"
 LOG_FORMAT = env_str("LOG_FORMAT", "console").lower()
+# The beat jobs (sessions_app.services.schedules): Celery's per-run lines about them are
+# DEBUG; each logs one INFO line of its own when it did work.
+BEAT_JOBS = [
+    f"sessions_app.tasks.{name}"
+    for name in (
+        "refresh_expiring_tokens",
+        "expire_pending_sessions",
+        "flush_token_audit",
+        "cleanup_auth_sessions",
+        "check_refresh_token_expiry",
+        "sync_user_info",
+    )
+]
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
+        "beat_jobs_at_debug": {
+            "()": "larkauth.logformat.BeatJobsAtDebug",
+            "tasks": BEAT_JOBS,
+            "show_debug": LOG_LEVEL == "DEBUG",
+        },
         "redact": {"()": "larkauth.redaction.RedactionFilter"},
         "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
     },
@@ -332,5 +350,9 @@ LOGGING: dict[str, Any] = {
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        **{
+            name: {"filters": ["beat_jobs_at_debug"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from larkauth.feishu.client import RETRIES
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
-from sessions_app.services import sessions_expire_all_stale
 from sessions_app.services.delivery import card_send
+from sessions_app.services.sessions import sessions_expire_all_stale
 from sessions_app.tasks import CARD_RETRIES
 
 
