@@ -19,7 +19,7 @@ When an authorization is due for a refresh, or really ends: `sessions_app.policy
 """
 
 from sessions_app.services.applications import application_apply_env, application_ensure_default
-from sessions_app.services.audit import record_event, token_audit_flush
+from sessions_app.services.audit import token_audit_flush
 from sessions_app.services.cleanup import (
     auth_sessions_delete_old,
     cleanup_run,
@@ -70,7 +70,6 @@ __all__ = [
     "cleanup_run",
     "get_active_token",
     "processed_events_delete_old",
-    "record_event",
     "refresh_token_expiry_check",
     "session_expire",
     "sessions_expire_all_stale",
