@@ -124,10 +124,12 @@ def running_workers(
         "LARK_ACCOUNTS_DOMAIN": sandbox_url,
         "LARKAUTH_PUBLIC_URL": "http://testserver",
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
-        # Celery's "succeeded" line of a beat job, counted by `Worker.succeeded`, is DEBUG.
-        "LOG_LEVEL": "DEBUG",
+        "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
+        # Celery's "succeeded" line of a beat job, counted by `Worker.succeeded`, is DEBUG
+        # (larkauth.logformat.BeatJobsAtDebug).
+        "LOG_LEVEL": "DEBUG",
     }
     try:
         for n in range(count):
