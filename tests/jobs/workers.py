@@ -124,7 +124,6 @@ def running_workers(
         "LARK_ACCOUNTS_DOMAIN": sandbox_url,
         "LARKAUTH_PUBLIC_URL": "http://testserver",
         "LARKAUTH_ENCRYPTION_KEYS": ",".join(settings.LARKAUTH_ENCRYPTION_KEYS),
-        "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
         # Celery's "succeeded" line of a beat job, counted by `Worker.succeeded`, is DEBUG
