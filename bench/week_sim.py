@@ -1,6 +1,6 @@
 """A simulated week of the refresh sweep for 100,000 authorizations (computed, no calls).
 
-Every 5 minutes the sweep asks the real predicates of `sessions_app.services.maintenance`
+Every 5 minutes the sweep asks the real predicates of `sessions_app.policy`
 (`refresh_reason`, `backing_off`, `retry_delay`) and of the token API (`needs_refresh`)
 about each authorization that may have become due; a heap of the next time each one can be
 due keeps this cheap. Feishu is modelled after FACTS.md §2.1: 2-hour access tokens, 7-day
@@ -35,15 +35,16 @@ from django.conf import settings  # noqa: E402
 
 from bench import harness  # noqa: E402
 from sessions_app.models import SessionState, UserAuthSession  # noqa: E402
-from sessions_app.services.maintenance import (  # noqa: E402
+from sessions_app.policy import (  # noqa: E402
     AUTHORIZATION_LIFETIME,
     CAP_SLACK,
     backing_off,
+    needs_refresh,
     refresh_reason,
     refresh_token_is_last,
     retry_delay,
 )
-from sessions_app.services.tokens import LAST_USED_RESOLUTION, needs_refresh  # noqa: E402
+from sessions_app.services.tokens import LAST_USED_RESOLUTION  # noqa: E402
 
 ACCESS_TTL = timedelta(hours=2)
 REFRESH_TTL = timedelta(days=7)

@@ -31,8 +31,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from sessions_app.models import Application, SessionState, UserAuthSession
+        from sessions_app.policy import expiring_counts
         from sessions_app.services.audit import token_audit_buffered
-        from sessions_app.services.expiry import expiring_counts
 
         authorizations = GaugeMetricFamily(
             "larkauth_authorizations", "Authorizations by state.", labels=["state"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import environ
 
+from larkauth import domains
 from larkauth.logformat import FORMATTERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -220,12 +221,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LARK_APP_ID = env_str("LARK_APP_ID")
 LARK_APP_SECRET = env_str("LARK_APP_SECRET")
 LARK_DOMAIN = env_str("LARK_DOMAIN", "https://open.feishu.cn").rstrip("/")
-LARK_ACCOUNTS_DOMAIN = env_str("LARK_ACCOUNTS_DOMAIN").rstrip("/") or (
-    "https://accounts.larksuite.com"
-    if "larksuite.com" in LARK_DOMAIN
-    else "https://accounts.feishu.cn"
-    if "feishu.cn" in LARK_DOMAIN
-    else LARK_DOMAIN  # the sandbox serves both hosts on one address
+LARK_ACCOUNTS_DOMAIN = env_str("LARK_ACCOUNTS_DOMAIN").rstrip("/") or domains.accounts_for(
+    LARK_DOMAIN
 )
 LARK_ENCRYPT_KEY = env_str("LARK_ENCRYPT_KEY")
 LARK_VERIFICATION_TOKEN = env_str("LARK_VERIFICATION_TOKEN")

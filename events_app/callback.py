@@ -13,7 +13,7 @@ in constant time, and the app ids agreeing. An app with neither an encrypt key n
 verification token accepts nothing: its events could be forged by anyone.
 
 The applications (with their decrypted keys) are cached per process for
-APPS_CACHE_SECONDS, so most requests cost no query here.
+`caching.CALLBACK_APPLICATIONS_SECONDS`, so most requests cost no query here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -30,18 +29,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from events_app.envelope import Event, MalformedEvent, json_object
+from larkauth.caching import CALLBACK_APPLICATIONS_SECONDS, TTLCache
 from larkauth.feishu.decrypt import decrypt
 from sessions_app.models import Application
 
 MAX_CLOCK_SKEW_SECONDS = 300
-APPS_CACHE_SECONDS = 30.0
 SIGNATURE = "X-Lark-Signature"
 TIMESTAMP = "X-Lark-Request-Timestamp"
 NONCE = "X-Lark-Request-Nonce"
 TIMESTAMP_FORMAT = re.compile(r"[0-9]{1,12}")
 
 
-_apps_cache: tuple[float, list[Application]] = (-math.inf, [])
+_apps_cache: TTLCache[str, list[Application]] = TTLCache(CALLBACK_APPLICATIONS_SECONDS)
 
 
 class Rejected(Exception):
@@ -102,22 +101,18 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
 
 
 def _active_apps(*, reload: bool = False) -> list[Application]:
-    """The active applications, read from the database at most every APPS_CACHE_SECONDS
-    (or when asked: a request that matches no cached app reloads once). Saves in this
-    process clear the cache; a change made in another process applies within that time."""
-    global _apps_cache
-    loaded_at, apps = _apps_cache
-    now = time.monotonic()
-    if reload or now - loaded_at > APPS_CACHE_SECONDS:
-        apps = list(Application.objects.filter(is_active=True))
-        _apps_cache = (now, apps)
-    return apps
+    """The active applications, read from the database at most every
+    CALLBACK_APPLICATIONS_SECONDS (or when asked: a request that matches no cached app
+    reloads once). Saves in this process clear the cache; a change made in another process
+    applies within that time."""
+    return _apps_cache.get(
+        "active", lambda: list(Application.objects.filter(is_active=True)), reload=reload
+    )
 
 
 def forget_apps(**_: Any) -> None:
     """Signal receiver (see `events_app.apps`): an application was saved or deleted."""
-    global _apps_cache
-    _apps_cache = (-math.inf, [])
+    _apps_cache.clear()
 
 
 def _app_by_id(envelope: Mapping[str, Any]) -> Application:

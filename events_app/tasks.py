@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
+from larkauth.backoff import TASK_RETRIES
 from larkauth.errors import FeishuError, RateLimitedError
 from sessions_app import services
 from sessions_app.models import Application
@@ -24,4 +25,4 @@ def authorization_request_from_message(self: Any, app_id: str, open_id: str, eve
     except FeishuError as exc:
         if exc.permanent:
             raise
-        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+        raise self.retry(exc=exc, countdown=TASK_RETRIES.delay(self.request.retries + 1)) from exc

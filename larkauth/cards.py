@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -196,19 +197,16 @@ def failed(session_id: str, reason: str) -> Card:
     )
 
 
-def wrong_user(session_id: str, expected_name: str = "") -> Card:
+def wrong_user(session_id: str) -> Card:
     """Someone other than the card's recipient approved: nothing was stored."""
-    name = markdown_text(expected_name)
-    for_whom = f"（{name}）" if name else ""
-    for_whom_en = f" ({name})" if name else ""
     return _card(
         "账号不匹配 · Wrong account",
         "red",
         [
             _markdown(
-                f"本次授权需要由卡片接收人{for_whom}本人完成，但使用了其他账号。"
+                "本次授权需要由卡片接收人本人完成，但使用了其他账号。"
                 "请用你自己的账号重新授权。\n"
-                f"This request is for the card's recipient{for_whom_en}, but another account "
+                "This request is for the card's recipient, but another account "
                 "approved it. Please authorize again with your own account."
             ),
             _request_again_button(session_id),
@@ -281,3 +279,95 @@ def _request_again_button(session_id: str) -> dict[str, Any]:
         "primary",
         {"type": "callback", "value": {"action": "request_again", "session_id": session_id}},
     )
+
+
+# --- The expiry digest (to application admins) ---------------------------------------------
+
+MAX_DIGEST_LINES = 40  # per window: keeps the card far below Feishu's 30 KB
+MAX_NAME_CHARS = 64  # of a user's name in a digest line, however long the profile's is
+
+
+@dataclass(frozen=True)
+class DigestLine:
+    """One authorization ending: `window` and `cause` as `sessions_app.policy`
+    names them (`Window`, `EndCause`); `at` is shown as given (the reader's time zone)."""
+
+    window: str
+    at: datetime
+    cause: str
+    user_name: str
+    open_id: str
+    failure_reason: str = ""
+
+
+# By window, most severe first.
+_SECTIONS = {
+    "expired": (
+        "已结束 · Ended",
+        "这些用户需要重新授权，服务已无法代其调用飞书。\n"
+        "These users must authorize again: services can no longer act for them.",
+    ),
+    "3d": (
+        "3 天内结束 · Ending within 3 days",
+        "请立即提醒这些用户重新授权（他们已收到授权卡片）。\n"
+        "Ask these users to authorize again now (they have been sent a card).",
+    ),
+    "7d": (
+        "7 天内结束 · Ending within 7 days",
+        "这些用户已收到重新授权卡片；授权后不会中断。\n"
+        "These users have been sent a card to authorize again; once they do, nothing stops.",
+    ),
+}
+_CAUSES = {
+    "cap": "365 天上限 · 365-day limit",
+    "refresh_token": "刷新令牌到期 · refresh token expires",
+    "needs_reauth": "需重新授权 · needs re-authorization",
+}
+_COLORS = {"expired": "red", "3d": "orange", "7d": "yellow"}
+
+
+def expiry_digest(app_name: str, lines: list[DigestLine]) -> Card:
+    """Card JSON 2.0 listing the authorizations by window, most severe first."""
+    elements: list[dict[str, Any]] = []
+    for window, (title, advice) in _SECTIONS.items():
+        rows = sorted((line for line in lines if line.window == window), key=lambda r: r.at)
+        if not rows:
+            continue
+        shown = [_digest_line(row) for row in rows[:MAX_DIGEST_LINES]]
+        if len(rows) > MAX_DIGEST_LINES:
+            shown.append(f"… +{len(rows) - MAX_DIGEST_LINES}")
+        elements.append(_markdown(f"**{title}** ({len(rows)})\n{advice}"))
+        elements.append(_markdown("\n".join(shown)))
+    elements.append(
+        {
+            "tag": "markdown",
+            "text_size": "notation",
+            "content": "这与用户的授权有关，无需更换应用密钥。\n"
+            "This is about users' authorizations, not the app secret: nothing to change in the "
+            "developer console.",
+        }
+    )
+    present = {line.window for line in lines}
+    severest = next(window for window in _SECTIONS if window in present)
+    title = f"授权到期提醒 · Authorizations ending — {app_name}"
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True, "summary": {"content": title}},
+        "header": {
+            "title": {"tag": "plain_text", "content": title},
+            "template": _COLORS[severest],
+        },
+        "body": {"elements": elements},
+    }
+
+
+def _digest_line(line: DigestLine) -> str:
+    name = line.user_name or line.open_id
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1] + "…"
+    # Names come from Feishu profiles: shown as typed, never read as markdown.
+    who = markdown_text(name)
+    cause = _CAUSES[line.cause]
+    if line.cause == "needs_reauth" and line.failure_reason:
+        cause += f" ({line.failure_reason})"
+    return f"- {who} `{line.open_id}` · {line.at.strftime('%Y-%m-%d %H:%M')} · {cause}"

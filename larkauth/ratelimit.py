@@ -1,9 +1,18 @@
-"""Outbound rate limit per Feishu application, shared by every process through Redis.
+"""Outbound rate limit per Feishu application and API, shared by every process through Redis.
 
-A sliding window log in Redis (one sorted set per app, changed by one Lua script, timed by
-Redis's own clock) allows at most `rate` calls in any `window`. Without Redis (no
+A sliding window log in Redis (one sorted set per app and API, changed by one Lua script,
+timed by Redis's own clock) allows at most `rate` calls in any `window`. Without Redis (no
 `REDIS_URL`, or Redis unreachable) each process limits itself to the same rate: one warning
 is logged, and Redis is tried again at most once per `redis_retry_interval`.
+
+Why our own rather than the `limits` library: `limits` has the same Redis moving window
+(`MovingWindowRateLimiter` over `RedisStorage`), but it only answers "allowed or not", has
+no fallback to a local window when Redis fails (flask-limiter adds that, not `limits`), and
+its Redis storage keeps its own connection pool with the library's timeouts and retries. We
+need a caller that *waits* for its permit (the wait is the script's answer), a local window
+while Redis is down, and the 0.5 s timeouts and 15 s pause of `OptionalRedis` that every
+Redis use in larkauth shares. With `limits` that is a wrapper of about the size of this
+module around a dependency; this is one 12-line script and one small class.
 """
 
 from __future__ import annotations
@@ -175,8 +184,3 @@ def default_limiter() -> RateLimiter:
         if _default is None:
             _default = RateLimiter.from_settings()
         return _default
-
-
-def acquire(app_id: str, *, max_wait: float | None = None) -> float:
-    """Wait for a permit from the process-wide limiter."""
-    return default_limiter().acquire(app_id, max_wait=max_wait)

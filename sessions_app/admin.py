@@ -19,6 +19,7 @@ from rest_framework_api_key.models import APIKey
 from larkauth.errors import LarkauthError
 from sessions_app import services
 from sessions_app.models import (
+    SECRET_FIELDS,
     Application,
     BeatRun,
     ProcessedEvent,
@@ -27,8 +28,6 @@ from sessions_app.models import (
     TokenEvent,
     UserAuthSession,
 )
-
-SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 
 # The library's own key model is unused: service keys are ServiceClient rows.
 admin.site.unregister(APIKey)

@@ -10,7 +10,11 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
+from larkauth import domains
 from sessions_app.encryption import EncryptedTextField
+
+# The encrypted, write-only fields of an application: never shown, loaded only for a call.
+SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 
 
 class Application(models.Model):
@@ -43,16 +47,18 @@ class Application(models.Model):
         return self.name or self.app_id
 
     @property
+    def hosts(self) -> domains.Domains:
+        return domains.application_domains(
+            self.domain == self.Domain.LARK, settings.LARK_DOMAIN, settings.LARK_ACCOUNTS_DOMAIN
+        )
+
+    @property
     def api_base_url(self) -> str:
-        if self.domain == self.Domain.LARK and "feishu.cn" in settings.LARK_DOMAIN:
-            return "https://open.larksuite.com"
-        return str(settings.LARK_DOMAIN)
+        return self.hosts.api
 
     @property
     def accounts_base_url(self) -> str:
-        if self.domain == self.Domain.LARK and "feishu.cn" in settings.LARK_ACCOUNTS_DOMAIN:
-            return "https://accounts.larksuite.com"
-        return str(settings.LARK_ACCOUNTS_DOMAIN)
+        return self.hosts.accounts
 
 
 class SessionState(models.TextChoices):
@@ -227,7 +233,6 @@ class TokenEvent(models.Model):
         REVOKED = "revoked"
         EXPIRED = "expired"
         TOKEN_ISSUED = "token_issued"  # noqa: S105
-        EXPIRY_WARNING = "expiry_warning"
 
     session = models.ForeignKey(
         UserAuthSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from events_app.models import ListenerConnection
+from sessions_app import policy
 from sessions_app.beat_runs import BEAT_TASKS, short_name
 from sessions_app.models import Application, BeatRun, SessionState, TokenEvent, UserAuthSession
-from sessions_app.services import expiry
 from sessions_app.services.audit import token_audit_buffered
 
 FAILURE_WINDOW = timedelta(hours=24)
@@ -69,32 +69,6 @@ class Overview:
     now: datetime
 
 
-def _ending_filters(now: datetime) -> dict[str, Q]:
-    """Completed authorizations by when they really end: the conditions of
-    `expiry.expiring_counts` (the `larkauth_refresh_tokens_expiring` gauge), per app."""
-    lifetime = expiry.AUTHORIZATION_LIFETIME
-    days_3, days_7 = timedelta(days=3), timedelta(days=7)
-
-    def capped_by(at: datetime) -> Q:
-        return Q(completed_at__lte=at - lifetime)
-
-    def uncapped_by(at: datetime) -> Q:
-        return Q(completed_at__isnull=True, refresh_token_expires_at__lte=at)
-
-    ended = capped_by(now) | Q(refresh_token_expires_at__lte=now)
-    within_3d = (
-        capped_by(now + days_3)
-        | Q(refresh_token_expires_at__lte=now + expiry.KEEPALIVE_REACH)
-        | uncapped_by(now + days_3)
-    )
-    within_7d = capped_by(now + days_7) | uncapped_by(now + days_7)
-    return {
-        "ended": ended,
-        "ending_3d": within_3d & ~ended,
-        "ending_7d": within_7d & ~within_3d & ~ended,
-    }
-
-
 def build(now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     apps = list(Application.objects.all())
@@ -108,14 +82,14 @@ def build(now: datetime | None = None) -> Overview:
     ):
         by_pk[app_pk].states[state] = n
 
-    endings = _ending_filters(now)
+    endings = policy.ending_filters(now)
     for app_pk, ended, ending_3d, ending_7d in (
         UserAuthSession.objects.filter(state=SessionState.COMPLETED)
         .values_list("app_id")
         .annotate(
-            ended=Count("id", filter=endings["ended"]),
-            ending_3d=Count("id", filter=endings["ending_3d"]),
-            ending_7d=Count("id", filter=endings["ending_7d"]),
+            ended=Count("id", filter=endings[policy.Window.EXPIRED]),
+            ending_3d=Count("id", filter=endings[policy.Window.DAYS_3]),
+            ending_7d=Count("id", filter=endings[policy.Window.DAYS_7]),
         )
         .order_by()
         .values_list("app_id", "ended", "ending_3d", "ending_7d")

@@ -1,19 +1,36 @@
-"""Reads. Writes live in `sessions_app.services`."""
+"""Reads. Writes live in `sessions_app.services`; the rules the reads encode in
+`sessions_app.policy`."""
 
 from __future__ import annotations
 
 import functools
-import threading
-import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any, cast
+from uuid import UUID
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Field, Q, QuerySet
+from django.db.models import F, Field, Max, Q, QuerySet
 
-from sessions_app.models import Application, AuthMethod, SessionState, UserAuthSession
+from larkauth import cards
+from larkauth.caching import APPLICATION_SECONDS, TTLCache
+from sessions_app.models import (
+    SECRET_FIELDS,
+    Application,
+    AuthMethod,
+    SessionState,
+    UserAuthSession,
+)
+from sessions_app.policy import (
+    AUTHORIZATION_LIFETIME,
+    CAP_SLACK,
+    LONGEST_ACCESS_TOKEN,
+    backing_off,
+    keepalive_due,
+    warm_due,
+)
 
-SECRET_FIELDS = ("app_secret", "encrypt_key", "verification_token")
 # What handing out a token reads; the refresh path re-reads the whole row under its lock.
 TOKEN_READ_FIELDS = (
     "app_id",
@@ -30,30 +47,17 @@ TOKEN_READ_FIELDS = (
 )
 
 
-# Every API request names an application; rows change rarely. A change made in another
-# process shows here within this time (this process's own saves clear it at once).
-APPLICATION_CACHE_SECONDS = 10.0
-_applications: dict[str, tuple[float, Application]] = {}
-_applications_lock = threading.Lock()
+# Every API request names an application; rows change rarely (larkauth/caching.py).
+_applications: TTLCache[str, Application] = TTLCache(APPLICATION_SECONDS)
 
 
 def application_get(app_id: str | None) -> Application:
     """The named active application; unnamed: the LARK_APP_ID one, else the only one."""
-    key = app_id or ""
-    now = time.monotonic()
-    with _applications_lock:
-        cached = _applications.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    app = _application_lookup(app_id)
-    with _applications_lock:
-        _applications[key] = (now + APPLICATION_CACHE_SECONDS, app)
-    return app
+    return _applications.get(app_id or "", lambda: _application_lookup(app_id))
 
 
 def applications_forget() -> None:
-    with _applications_lock:
-        _applications.clear()
+    _applications.clear()
 
 
 def _application_lookup(app_id: str | None) -> Application:
@@ -149,8 +153,128 @@ def authorizations_list(app: Application) -> QuerySet[UserAuthSession]:
     ).order_by("user_name", "open_id")
 
 
+def session_get(pk: Any, *, app_pks: Iterable[int] | None = None) -> UserAuthSession | None:
+    """A session with its application; with `app_pks`, only one of those applications."""
+    rows = UserAuthSession.objects.select_related("app").filter(pk=pk)
+    if app_pks is not None:
+        rows = rows.filter(app__in=app_pks)
+    return rows.first()
+
+
+def session_state(pk: Any) -> str | None:
+    return UserAuthSession.objects.filter(pk=pk).values_list("state", flat=True).first()
+
+
 def pending_card_get(app: Application, open_id: str) -> UserAuthSession | None:
     """The user's open card session (at most one: uq_auth_session_one_pending_card)."""
     return UserAuthSession.objects.filter(
         app=app, open_id=open_id, state=SessionState.PENDING, auth_method=AuthMethod.CARD
     ).first()
+
+
+def card_sent_since_last_grant(
+    app: Application, open_id: str, now: datetime
+) -> UserAuthSession | None:
+    """A card delivered within AUTH_REAUTH_CARD_INTERVAL and after the user's last grant."""
+    rows = UserAuthSession.objects.filter(app=app, open_id=open_id)
+    since = now - timedelta(seconds=settings.AUTH_REAUTH_CARD_INTERVAL)
+    last_grant = rows.aggregate(Max("completed_at"))["completed_at__max"]
+    if last_grant is not None and last_grant > since:
+        since = last_grant
+    return (
+        rows.filter(auth_method=AuthMethod.CARD, created_at__gt=since)
+        .exclude(message_id="")  # only cards Feishu delivered count
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def reauth_reason(app: Application, open_id: str) -> cards.ReauthReason | None:
+    previous = (
+        UserAuthSession.objects.filter(
+            app=app, open_id=open_id, state__in=[SessionState.NEEDS_REAUTH, SessionState.REVOKED]
+        )
+        .order_by("-updated_at")
+        .values_list("state", flat=True)
+        .first()
+    )
+    if previous == SessionState.NEEDS_REAUTH:
+        return cards.ReauthReason.EXPIRED
+    if previous == SessionState.REVOKED:
+        return cards.ReauthReason.REVOKED
+    return None
+
+
+# --- The refresh sweep's candidates -------------------------------------------------------
+
+# What the refresh sweep's predicates (sessions_app/policy.py) read: loading only these
+# skips decrypting the tokens.
+SWEEP_FIELDS = (
+    "id",
+    "app_id",
+    "state",
+    "token_expires_at",
+    "refresh_token_expires_at",
+    "last_refreshed_at",
+    "last_used_at",
+    "completed_at",
+    "refresh_failures",
+    "updated_at",
+)
+
+
+def refresh_candidates(now: datetime, page_size: int) -> Iterator[UUID]:
+    """The sweep's keep-alive candidates, most urgent first, then warm ones; each once
+    (`policy.keepalive_due`, `policy.warm_due`, not `policy.backing_off`)."""
+    seen: set[UUID] = set()
+    for session in _keepalive_rows(now, page_size):
+        if keepalive_due(session, now) and not backing_off(session, now):
+            seen.add(session.pk)
+            yield session.pk
+    for session in _warm_rows(now, page_size):
+        if session.pk not in seen and warm_due(session, now) and not backing_off(session, now):
+            yield session.pk
+
+
+def _keepalive_rows(now: datetime, page_size: int) -> Iterator[UserAuthSession]:
+    rows = UserAuthSession.objects.filter(
+        Q(completed_at__isnull=True)
+        | Q(refresh_token_expires_at__lt=F("completed_at") + (AUTHORIZATION_LIFETIME - CAP_SLACK)),
+        state=SessionState.COMPLETED,
+        refresh_token_expires_at__lte=now + timedelta(seconds=settings.AUTH_KEEPALIVE_MARGIN),
+    )
+    return _pages(rows, "refresh_token_expires_at", page_size)
+
+
+def _warm_rows(now: datetime, page_size: int) -> Iterator[UserAuthSession]:
+    # A token handed out or granted in the window was valid then, so it expires after the
+    # window's start: that bounds the index range from below.
+    since = now - timedelta(seconds=settings.AUTH_WARM_WINDOW)
+    lookahead = LONGEST_ACCESS_TOKEN * (1 - settings.AUTH_TOKEN_REFRESH_THRESHOLD)
+    rows = UserAuthSession.objects.filter(
+        Q(completed_at__gte=since) | Q(last_used_at__gte=since),
+        state=SessionState.COMPLETED,
+        token_expires_at__gt=since,
+        token_expires_at__lte=now + lookahead,
+    )
+    return _pages(rows, "token_expires_at", page_size)
+
+
+def _pages(
+    rows: QuerySet[UserAuthSession], order: str, page_size: int
+) -> Iterator[UserAuthSession]:
+    """Keyset pagination on (order, id): rows refreshed meanwhile move out of the range,
+    rows left behind (failed, busy) are not read twice."""
+    rows = rows.only(*SWEEP_FIELDS).order_by(order, "id")
+    after: tuple[Any, UUID] | None = None
+    while True:
+        page = rows
+        if after is not None:
+            page = rows.filter(
+                Q(**{f"{order}__gt": after[0]}) | Q(**{order: after[0]}, id__gt=after[1])
+            )
+        batch = list(page[:page_size])
+        yield from batch
+        if len(batch) < page_size:
+            return
+        after = (getattr(batch[-1], order), batch[-1].pk)

@@ -12,9 +12,9 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
+from larkauth.backoff import TASK_RETRIES
 from larkauth.errors import FeishuError
 from sessions_app import services
 from sessions_app.services import delivery
@@ -44,7 +44,7 @@ def expire_pending_sessions() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=540, time_limit=600)
 def cleanup_auth_sessions() -> int:
-    return services.auth_sessions_delete_old() + services.processed_events_delete_old()
+    return services.cleanup_run().total
 
 
 @shared_task(acks_late=True, soft_time_limit=540, time_limit=600)
@@ -64,17 +64,13 @@ def flush_token_audit() -> int:
 CARD_RETRIES = 5
 
 
-def _retry_in(retries: int) -> int:
-    return get_exponential_backoff_interval(factor=1, retries=retries, maximum=30, full_jitter=True)
-
-
 @shared_task(bind=True, acks_late=True, max_retries=CARD_RETRIES, soft_time_limit=50, time_limit=60)
 def send_auth_card(self: Any, session_id: str, reason: str | None, actor: str = "") -> None:
     try:
         delivery.card_send(session_id, reason, actor)
     except FeishuError as exc:
         if exc.retryable and self.request.retries < CARD_RETRIES:
-            raise self.retry(countdown=_retry_in(self.request.retries)) from exc
+            raise self.retry(countdown=TASK_RETRIES.delay(self.request.retries + 1)) from exc
         delivery.card_send_failed(session_id, exc)
 
 
@@ -84,5 +80,5 @@ def show_auth_card(self: Any, message_id: str) -> None:
         delivery.card_show(message_id)
     except FeishuError as exc:
         if exc.retryable and self.request.retries < CARD_RETRIES:
-            raise self.retry(countdown=_retry_in(self.request.retries)) from exc
+            raise self.retry(countdown=TASK_RETRIES.delay(self.request.retries + 1)) from exc
         logger.warning("Card %s not updated: %s", message_id, exc)

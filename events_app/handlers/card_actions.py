@@ -38,12 +38,16 @@ def handle(app: Application, event: Event) -> toasts.Answer:
     session_id = _session_id(value.get("session_id"))
     actor = f"user:{operator}"
     try:
-        _check_recipient(app, session_id, operator)
+        if session_id is None:
+            raise AuthFlowError("not_found")
+        # Both check, under the row lock, that the operator is the card's recipient.
         if action == DECLINE:
-            services.authorization_reject(session_id=session_id, actor=actor)
+            services.authorization_reject(
+                session_id=session_id, actor=actor, app=app, operator_open_id=operator
+            )
             answer = toasts.DECLINED
         else:
-            services.auth_request_again(session_id, operator, actor=actor)
+            services.auth_request_again(session_id, operator, actor=actor, app=app)
             answer = toasts.REQUESTED_AGAIN
     except AuthFlowError as exc:
         logger.info("Card action %s on session %s by %s: %s", action, session_id, actor, exc.reason)
@@ -52,20 +56,6 @@ def handle(app: Application, event: Event) -> toasts.Answer:
         return toasts.rate_limited(exc.retry_after)
     logger.info("Card action %s on session %s by %s", action, session_id, actor)
     return answer
-
-
-def _check_recipient(app: Application, session_id: uuid.UUID | None, operator: str) -> None:
-    owner = (
-        UserAuthSession.objects.filter(pk=session_id, app=app)
-        .values_list("open_id", flat=True)
-        .first()
-        if session_id is not None
-        else None
-    )
-    if owner is None:
-        raise AuthFlowError("not_found")
-    if not operator or owner != operator:
-        raise AuthFlowError("not_recipient")
 
 
 def _not_acted(exc: AuthFlowError) -> toasts.Answer:

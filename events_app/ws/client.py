@@ -41,7 +41,7 @@ from websockets.exceptions import InvalidHandshake
 
 from events_app import metrics
 from events_app.models import ListenerConnection
-from events_app.ws.backoff import SLOW, TRANSIENT, Backoff
+from larkauth.backoff import Backoff
 from larkauth.feishu.sdk import load_ws
 from larkauth.redaction import MARKER, redact
 
@@ -65,6 +65,12 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 DRAIN_TIMEOUT_SECONDS = 10.0
 MIN_SECRET_TO_MASK = 6
 _URL_QUERY = re.compile(r"(\w+://[^\s?'\"]*)\?[^\s'\"]*")
+# Reconnecting, ± 20 % so that listeners restarted together do not reconnect in step.
+# After a transient failure (network, timeout, Feishu busy): 1, 2, 4 … 60 s.
+TRANSIENT = Backoff(base=1.0, cap=60.0, jitter=0.2)
+# After Feishu refused the application (credentials, connection limit, app disabled):
+# 30 s, 1, 2, 4, 8 and then every 10 min.
+SLOW = Backoff(base=30.0, cap=600.0, jitter=0.2)
 
 
 class ListenerClient(_SdkClient):

@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 import requests
 
 from larkauth import cards
+from larkauth.backoff import Backoff
+from larkauth.domains import Domains, resolve_domains
 from larkauth.errors import APP_CREDENTIAL_CODES, FeishuError
 from larkauth.feishu import metrics, oauth, sdk, token_cache, transport
-from larkauth.feishu.domains import Domains, resolve_domains
 from larkauth.feishu.results import ContactUser, SentMessage, UserInfo, UserToken
-from larkauth.feishu.retry import NO_RETRY, RetryPolicy
 from larkauth.ratelimit import RateLimiter, RateLimitTimeout, default_limiter
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ T = TypeVar("T")
 # own budget of FEISHU_RATE_LIMIT_PER_SECOND. The two grants share one token endpoint.
 _RATE_BUCKETS = {"oauth_code_exchange": "oauth_token", "oauth_refresh": "oauth_token"}
 USER_AGENT = "larkauth"
+# Idempotent calls: three tries, 0.5 s doubling to 5 s with full jitter between them.
+RETRIES = Backoff(base=0.5, cap=5.0, attempts=3)
+NO_RETRY = Backoff(base=0.0, cap=0.0, attempts=1)
 
 
 class FeishuClient:
@@ -49,34 +52,19 @@ class FeishuClient:
         accounts_domain: str = "",
         timeout: float = 10.0,
         rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
     ) -> None:
         """`domain`: "feishu", "lark" or a base URL (plain http only on loopback)."""
         self.app_id = app_id
         self.domains: Domains = resolve_domains(domain, accounts_domain)
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RETRIES
         self._app_secret = app_secret
         self._rate_limiter = rate_limiter
         self._tokens = token_cache.TokenStore()
         # Kept-alive connections to the token endpoint (urllib3's pool is thread-safe).
         self._http = transport.session()
         self._lark = sdk.new_client(app_id, app_secret, domain=self.domains.api, timeout=timeout)
-
-    @classmethod
-    def from_settings(
-        cls, app_id: str = "", app_secret: str = "", domain: str = ""
-    ) -> FeishuClient:
-        """A client configured by `LARK_*` and `FEISHU_*` settings; arguments override."""
-        from django.conf import settings
-
-        return cls(
-            app_id or settings.LARK_APP_ID,
-            app_secret or settings.LARK_APP_SECRET,
-            domain=domain or settings.LARK_DOMAIN,
-            accounts_domain="" if domain else settings.LARK_ACCOUNTS_DOMAIN,
-            timeout=settings.FEISHU_HTTP_TIMEOUT,
-        )
 
     def __repr__(self) -> str:
         return f"FeishuClient(app_id={self.app_id!r}, domain={self.domains.api!r})"
@@ -301,7 +289,7 @@ class FeishuClient:
         self,
         api: str,
         attempt: Callable[[], T],
-        policy: RetryPolicy,
+        policy: Backoff,
         *,
         uses_app_token: bool = False,
     ) -> T:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,11 +10,8 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.request import Request
 from rest_framework_api_key.permissions import KeyParser
 
+from larkauth.caching import API_KEY_SECONDS, TTLCache
 from sessions_app.models import Application, ServiceClient
-
-# A verified key is remembered this long per process: hashing and two queries per request
-# would dominate the token API's cost. A revoked key stops working within this time.
-KEY_CACHE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -31,31 +26,28 @@ class Caller:
         return f"key:{self.prefix}:{self.name}"
 
 
-_verified: dict[str, tuple[float, Caller]] = {}
-_lock = threading.Lock()
+# A verified key is remembered per process (larkauth/caching.py): hashing and two queries
+# per request would dominate the token API's cost.
+_verified: TTLCache[str, Caller] = TTLCache(API_KEY_SECONDS)
 
 
 def _verify(key: str) -> Caller:
     digest = hashlib.sha256(key.encode()).hexdigest()
-    now = time.monotonic()
-    with _lock:
-        cached = _verified.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    return _verified.get(digest, lambda: _load(key))
+
+
+def _load(key: str) -> Caller:
     try:
         client = ServiceClient.objects.get_from_key(key)
     except ServiceClient.DoesNotExist:
         raise AuthenticationFailed("This API key is not valid.") from None
     assert isinstance(client, ServiceClient)
-    caller = Caller(
+    return Caller(
         prefix=client.prefix,
         name=client.name,
         app_pks=frozenset(client.applications.values_list("pk", flat=True)),
         expires=client.expiry_date,
     )
-    with _lock:
-        _verified[digest] = (now + KEY_CACHE_SECONDS, caller)
-    return caller
 
 
 class HasServiceKey:

@@ -8,7 +8,7 @@ from django.db import models
 from rest_framework import serializers
 
 from sessions_app.models import AuthMethod, SessionState, UserAuthSession
-from sessions_app.services.authorization import start_url
+from sessions_app.services.oauth import start_url
 
 # A request names its user by exactly one of these (a blank one counts as not given).
 USER_FIELDS = ("open_id", "user_id", "email")

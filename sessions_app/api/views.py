@@ -80,9 +80,7 @@ class TokenView(APIView):
                 return _authorization_required(result.session)
             waited = _wait_for_authorization(app, result.session, who, data["wait"], actor(request))
             if waited is None:
-                return _authorization_required(
-                    UserAuthSession.objects.select_related("app").get(pk=result.session.pk)
-                )
+                return _authorization_required(selectors.session_get(result.session.pk))
             token = waited
         response = Response(serializers.TokenSerializer(token).data)
         response["Cache-Control"] = "no-store"
@@ -128,8 +126,7 @@ def _wait_for_authorization(
     try:
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
-            current = UserAuthSession.objects.filter(pk=session.pk).values_list("state", flat=True)
-            state = current.first()
+            state = selectors.session_state(session.pk)
             if state == SessionState.COMPLETED:
                 return _issue(app, who, actor_name)
             if state != SessionState.PENDING:
@@ -191,11 +188,7 @@ class AuthSessionDetailView(APIView):
         }
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = (
-            UserAuthSession.objects.select_related("app")
-            .filter(pk=session_id, app__in=caller(request).app_pks)
-            .first()
-        )
+        session = selectors.session_get(session_id, app_pks=caller(request).app_pks)
         if session is None:
             raise Http404
         return Response(serializers.AuthSessionSerializer(session).data)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
+from larkauth import domains
 from sessions_app.models import Application
 
 # Stored value ← setting. An empty setting never clears a stored value.
@@ -69,11 +70,8 @@ def application_apply_env() -> EnvApplied:
 
 
 def _seed_values() -> dict[str, str]:
-    domain = (
-        Application.Domain.LARK
-        if "larksuite.com" in settings.LARK_DOMAIN
-        else Application.Domain.FEISHU
-    )
+    lark = domains.is_lark(settings.LARK_DOMAIN)
+    domain = Application.Domain.LARK if lark else Application.Domain.FEISHU
     return {
         "name": settings.LARK_APP_ID,
         "domain": domain,

@@ -134,6 +134,8 @@ def token_audit_flush(batch: int = FLUSH_BATCH) -> int:
     while True:
         batch_id = claim(keys=[queue, inflight], args=[batch, uuid.uuid4().hex])
         if batch_id is None:
+            level = logging.INFO if written else logging.DEBUG
+            logger.log(level, "Token audit: wrote %d buffered rows", written)
             return written
         entries = [json.loads(raw) for raw in client.lrange(inflight, 1, -1)]
         with transaction.atomic():

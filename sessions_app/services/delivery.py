@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from larkauth import cards
 from larkauth.errors import Failure, FeishuError
+from sessions_app import selectors
 from sessions_app.feishu import client_for
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
 from sessions_app.services.audit import record_event
@@ -114,7 +115,7 @@ def card_send(session_id: str, reason: str | None, actor: str = "") -> None:
 
 def card_send_failed(session_id: str, exc: FeishuError) -> None:
     """The card could not be delivered: the session fails, and does not count as a card."""
-    from sessions_app.services.authorization import session_fail
+    from sessions_app.services.oauth import session_fail
 
     session = UserAuthSession.objects.select_related("app").filter(pk=session_id).first()
     if session is None or session.message_id:
@@ -141,10 +142,8 @@ def card_for(session: UserAuthSession) -> cards.Card | None:
     """What the session's card shows in its current state (None: leave the card as it is)."""
     session_id = str(session.pk)
     if session.state == SessionState.PENDING:
-        from sessions_app.services.authorization import reauth_reason
-
         return cards.authorization_request_from_settings(
-            session_id, reason=reauth_reason(session.app, session.open_id)
+            session_id, reason=selectors.reauth_reason(session.app, session.open_id)
         )
     if session.state == SessionState.COMPLETED and session.completed_at is not None:
         when = timezone.localtime(session.completed_at)
@@ -155,6 +154,6 @@ def card_for(session: UserAuthSession) -> cards.Card | None:
         return cards.expired(session_id=session_id)
     if session.state == SessionState.FAILED:
         if session.failure_reason == "wrong_user":
-            return cards.wrong_user(session_id=session_id)
+            return cards.wrong_user(session_id)
         return cards.failed(session_id=session_id, reason=session.failure_reason)
     return None

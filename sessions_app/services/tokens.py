@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -28,16 +27,16 @@ from larkauth.feishu import UserToken
 from sessions_app import metrics, selectors
 from sessions_app.feishu import client_for
 from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
+from sessions_app.policy import needs_refresh
 from sessions_app.services import audit
 from sessions_app.services.attention import application_flag, application_unflag
-from sessions_app.services.authorization import record_event
+from sessions_app.services.audit import record_event
 
 logger = logging.getLogger(__name__)
 
 # last_used_at feeds the warm-refresh window; writing it on every read would cost a write
 # per token request for no gain.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
-DEFAULT_ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -63,16 +62,6 @@ class ActiveToken:
             "user_id": self.user_id,
             "name": self.name,
         }
-
-
-def needs_refresh(session: UserAuthSession, now: datetime) -> bool:
-    """Past AUTH_TOKEN_REFRESH_THRESHOLD of the access token's lifetime."""
-    if session.token_expires_at is None:
-        return True
-    issued_at = session.last_refreshed_at or session.completed_at
-    lifetime = session.token_expires_at - issued_at if issued_at else DEFAULT_ACCESS_TOKEN_LIFETIME
-    remaining = session.token_expires_at - now
-    return remaining <= lifetime * (1 - settings.AUTH_TOKEN_REFRESH_THRESHOLD)
 
 
 class RefreshOutcome(enum.StrEnum):

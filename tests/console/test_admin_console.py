@@ -15,7 +15,7 @@ from django.utils import timezone
 from events_app.models import ListenerConnection
 from sessions_app import overview, tasks
 from sessions_app.models import BeatRun, SessionState, TokenEvent, UserAuthSession
-from sessions_app.services import expiry
+from sessions_app.policy import expiring_counts
 from tests.factories import make_app, make_authorization, make_pending
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +113,7 @@ def test_the_overview_counts_endings_as_the_metrics_gauge_does() -> None:
         make_authorization(app, completed_at=now - timedelta(days=363))
         make_authorization(app, completed_at=now - timedelta(days=359))
         make_authorization(app, completed_at=now - timedelta(days=100))
-    counts = expiry.expiring_counts(now)
+    counts = expiring_counts(now)
     built = overview.build(now)
     assert sum(a.ending_7d for a in built.apps) == counts["7d"] == 2
     assert sum(a.ending_3d for a in built.apps) == counts["3d"] == 4

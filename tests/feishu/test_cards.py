@@ -64,7 +64,7 @@ ALL_BUILT_IN = [
     pytest.param(cards.declined(SESSION), id="declined"),
     pytest.param(cards.expired(SESSION), id="expired"),
     pytest.param(cards.failed(SESSION, "Feishu is unavailable"), id="failed"),
-    pytest.param(cards.wrong_user(SESSION, "Li Lei"), id="wrong-user"),
+    pytest.param(cards.wrong_user(SESSION), id="wrong-user"),
 ]
 
 
@@ -189,7 +189,6 @@ HOSTILE_TEXT = [
 ]
 WITH_TEXT: dict[str, Callable[[str], dict[str, Any]]] = {
     "authorized": lambda text: cards.authorized(text, datetime(2026, 1, 20, 9, 30)),
-    "wrong-user": lambda text: cards.wrong_user(SESSION, text),
     "failed": lambda text: cards.failed(SESSION, text),
 }
 
@@ -207,7 +206,7 @@ def test_user_text_in_card_markdown_shows_as_typed_and_adds_no_markup(
 
 
 def test_user_text_cannot_start_a_block_of_its_own():
-    card = cards.wrong_user(SESSION, "Li\n# Heading\n- item")
+    card = cards.failed(SESSION, "Li\n# Heading\n- item")
     assert "Li # Heading - item" in _shown(card)
     assert "<h1>" not in _rendered(card)
     assert "<li>" not in _rendered(card)

@@ -15,8 +15,9 @@ import requests
 from prometheus_client import REGISTRY
 
 from larkauth import cards
+from larkauth.backoff import Backoff
 from larkauth.errors import FeishuError
-from larkauth.feishu import FeishuClient, RetryPolicy, UserToken, pkce, transport
+from larkauth.feishu import FeishuClient, UserToken, pkce, transport
 from larkauth.ratelimit import RateLimiter
 from larkauth.sandbox import SandboxControl
 from larkauth.sandbox.server import SandboxServer
@@ -24,7 +25,7 @@ from tests.fixtures.sandbox import TEST_APP, TEST_CONFIG
 
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
 TIMEOUT = 0.5
-FAST_RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+FAST_RETRIES = Backoff(base=0.01, cap=0.02, attempts=3)
 
 
 def _client(url: str, **overrides: Any) -> FeishuClient:

@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from larkauth.domains import resolve_domains
 from larkauth.feishu import FeishuClient, pkce
-from larkauth.feishu.domains import resolve_domains
 from larkauth.ratelimit import RateLimiter
 
 
@@ -92,16 +92,18 @@ def test_it_refuses_plain_http_beyond_loopback():
         _client("http://open.feishu.cn")
 
 
-def test_from_settings_uses_the_lark_settings(settings):
-    settings.LARK_APP_ID = "cli_from_settings"
-    settings.LARK_APP_SECRET = "s"
-    settings.LARK_DOMAIN = "https://open.larksuite.com"
-    settings.LARK_ACCOUNTS_DOMAIN = "https://accounts.larksuite.com"
+def test_it_is_configured_by_the_application_row_and_settings(db, settings):
+    from sessions_app.feishu import client_for
+    from tests.factories import make_app
+
     settings.FEISHU_HTTP_TIMEOUT = 3.5
-    client = FeishuClient.from_settings()
-    assert client.app_id == "cli_from_settings"
+    settings.LARK_DOMAIN = "https://open.feishu.cn"
+    settings.LARK_ACCOUNTS_DOMAIN = "https://accounts.feishu.cn"
+    app = make_app(app_id="cli_from_row", domain="lark")
+    client = client_for(app)
+    assert client.app_id == "cli_from_row"
     assert client.domains.api == "https://open.larksuite.com"
     assert client.domains.accounts == "https://accounts.larksuite.com"
     assert client.timeout == 3.5
-    assert "cli_from_settings" in repr(client)
+    assert "cli_from_row" in repr(client)
     assert "secret" not in repr(client).lower().replace("app_id", "")

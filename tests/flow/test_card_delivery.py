@@ -10,10 +10,10 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from larkauth.feishu.retry import RetryPolicy
+from larkauth.feishu.client import RETRIES
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
-from sessions_app.services import sessions_expire_all_stale
 from sessions_app.services.delivery import card_send
+from sessions_app.services.sessions import sessions_expire_all_stale
 from sessions_app.tasks import CARD_RETRIES
 
 
@@ -29,7 +29,7 @@ def test_a_card_feishu_never_delivered_does_not_count_and_the_next_prompt_sends_
     assert failed.failure_reason == "card_send_failed"
     assert failed.message_id == ""
     # The task's first run and its retries, each one client call with its own retries.
-    tries = (CARD_RETRIES + 1) * RetryPolicy().attempts
+    tries = (CARD_RETRIES + 1) * RETRIES.attempts
     assert len(lark.sandbox.calls(api="message_create")) == tries
     assert lark.sandbox.messages(open_id=alice["open_id"]) == []
 

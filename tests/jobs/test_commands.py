@@ -44,13 +44,15 @@ def test_sync_user_info_fails_loudly_when_users_could_not_be_synced(lark) -> Non
 
 def test_cleanup_sessions() -> None:
     app = make_app()
-    make_pending(app, expires_at=timezone.now() - timedelta(minutes=1))
+    # Expiring cards is the job of expire_pending_sessions, as in the hourly cleanup task.
+    pending = make_pending(app, expires_at=timezone.now() - timedelta(minutes=1))
     old = make_pending(app, state=SessionState.REJECTED)
     then = timezone.now() - timedelta(days=8)
     UserAuthSession.objects.filter(pk=old.pk).update(created_at=then, updated_at=then)
     assert run("cleanup_sessions", "--days", "7") == (
-        "Expired 1 pending sessions; deleted 1 sessions older than 7 days."
+        "Deleted 1 sessions older than 7 days and 0 handled event ids older than 7 days."
     )
+    assert UserAuthSession.objects.get(pk=pending.pk).state == SessionState.PENDING
 
 
 def test_check_token_expiry(lark) -> None:

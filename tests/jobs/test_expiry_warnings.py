@@ -12,21 +12,19 @@ import time_machine
 from django.utils import timezone
 from markdown_it import MarkdownIt
 
-from larkauth.cards import MAX_CARD_BYTES, card_content
+from larkauth.cards import MAX_CARD_BYTES, MAX_DIGEST_LINES, card_content
 from sessions_app import tasks
 from sessions_app.models import Application, SessionState, UserAuthSession
-from sessions_app.services import refresh_token_expiry_check
-from sessions_app.services.expiry import (
-    MAX_DIGEST_LINES,
+from sessions_app.policy import (
+    AUTHORIZATION_LIFETIME,
     EndCause,
-    Ending,
     Window,
     authorization_end,
     expiring_counts,
-    expiry_digest,
     expiry_window,
 )
-from sessions_app.services.maintenance import AUTHORIZATION_LIFETIME
+from sessions_app.services import refresh_token_expiry_check
+from sessions_app.services.expiry_warnings import Ending, digest_card
 from tests.factories import make_app, make_authorization
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +231,6 @@ def test_a_long_name_is_shortened_in_the_digest() -> None:
         app, user_name="~" * 255, completed_at=now - AUTHORIZATION_LIFETIME + DAY
     )
     ending = Ending(authorization, now + DAY, EndCause.CAP, Window.DAYS_3)
-    digest = expiry_digest(app, [ending] * MAX_DIGEST_LINES)
+    digest = digest_card(app, [ending] * MAX_DIGEST_LINES)
     # Forty of the longest names a profile allows still fit Feishu's 30 KB.
     assert len(card_content(digest).encode()) < MAX_CARD_BYTES

@@ -10,15 +10,9 @@ from django.utils import timezone
 
 from sessions_app.encryption import generate_key
 from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
+from sessions_app.policy import AUTHORIZATION_LIFETIME, backing_off, keepalive_due, retry_delay
 from sessions_app.services import token_refresh, tokens_refresh_expiring
-from sessions_app.services.maintenance import (
-    AUTHORIZATION_LIFETIME,
-    Outcome,
-    _refresh_if_due,
-    backing_off,
-    keepalive_due,
-    retry_delay,
-)
+from sessions_app.services.refresh_sweep import Outcome, _refresh_if_due
 from tests.factories import make_app, make_authorization
 from tests.jobs import helpers
 from tests.jobs.helpers import authorize, refreshed_events

@@ -11,7 +11,7 @@ from django.utils import timezone
 from sessions_app import tasks
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
 from sessions_app.services import auth_sessions_delete_old, users_sync_info
-from sessions_app.services.authorization import record_event
+from sessions_app.services.audit import record_event
 from tests.factories import make_app, make_authorization, make_pending
 from tests.jobs.helpers import authorize
 

@@ -64,7 +64,7 @@ def test_migrate_creates_the_default_application_from_the_environment(env) -> No
 
 def test_a_secret_set_in_admin_survives_api_requests_after_the_cache_expires(lark, env) -> None:
     _edit_in_admin(lark.app)
-    selectors.applications_forget()  # what APPLICATION_CACHE_SECONDS does in time
+    selectors.applications_forget()  # what caching.APPLICATION_SECONDS does in time
 
     response = lark.request_token(open_id=lark.sandbox.alice["open_id"])  # no app_id
 

@@ -1,15 +1,15 @@
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions_app import services
+from sessions_app.services.cleanup import cleanup_run
 
 
 class Command(BaseCommand):
     help = (
-        "Expire pending sessions past their time (cards updated) and delete sessions older "
-        "than the retention; authorizations (completed, needs_reauth) stay."
+        "What the hourly cleanup_auth_sessions job does: delete sessions older than the "
+        "retention (authorizations, completed or needs_reauth, stay) and handled event ids "
+        "older than a week."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -21,10 +21,4 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        expired = services.sessions_expire_all_stale()
-        days = options["days"] or settings.AUTH_SESSION_RETENTION_DAYS
-        deleted = services.auth_sessions_delete_old(retention_days=days)
-        self.stdout.write(
-            f"Expired {expired} pending sessions; "
-            f"deleted {deleted} sessions older than {days} days."
-        )
+        self.stdout.write(str(cleanup_run(retention_days=options["days"])))

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from sessions_app import services
-from sessions_app.services.maintenance import SWEEP_THREADS
+from sessions_app.services.refresh_sweep import SWEEP_THREADS
 
 
 class Command(BaseCommand):
