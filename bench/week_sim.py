@@ -3,7 +3,7 @@
 Every 5 minutes the sweep asks the real predicates of `sessions_app.policy`
 (`refresh_reason`, `backing_off`, `retry_delay`) and of the token API (`needs_refresh`)
 about each authorization that may have become due; a heap of the next time each one can be
-due keeps this cheap. Feishu is modelled after FACTS.md §2.1: 2-hour access tokens, 7-day
+due keeps this cheap. Feishu is modelled after docs/feishu.md §2.1: 2-hour access tokens, 7-day
 refresh tokens that rotate, the 365-day cap. Grants are spread over the past year, so about
 2 % reach the cap during the week (they end as designed, after a re-authorization card: not
 lost). Some authorizations are used by services (4 token requests a day, working hours, the

@@ -1,4 +1,4 @@
-"""Checks of an HTTP event/callback request before anything acts on it (FACTS §7).
+"""Checks of an HTTP event/callback request before anything acts on it (docs/feishu.md §7).
 
 Which application sent it:
 - a plain body names it in `header.app_id`;

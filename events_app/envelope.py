@@ -1,4 +1,4 @@
-"""A schema 2.0 event or callback, as both channels deliver it (FACTS §6.1, §7)."""
+"""A schema 2.0 event or callback, as both channels deliver it (docs/feishu.md §6.1, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a card click answers: a toast only (FACTS §6.1).
+"""What a card click answers: a toast only (docs/feishu.md §6.1).
 
 Never a `card` in the answer: the card is updated through the message API, so every
 copy of it (and the chat history) shows the same state.

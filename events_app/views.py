@@ -1,7 +1,7 @@
 """`POST /lark/events/`: Feishu's HTTP events and card callbacks.
 
 Always a JSON body: lark-oapi's own HTTP handler answers 500 when a handler returns
-nothing (FACTS §6.2), and Feishu shows error 200672 for a body it cannot read. A refused
+nothing (docs/feishu.md §6.2), and Feishu shows error 200672 for a body it cannot read. A refused
 request gets a 4xx `{code, detail}` and changes nothing; a handler failure gets a 500, so
 Feishu delivers the event again (the dedupe row was rolled back with the failure).
 """

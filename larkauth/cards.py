@@ -1,4 +1,4 @@
-"""The authorization card and each state it is updated to (Card JSON 2.0, FACTS.md §5).
+"""The authorization card and each state it is updated to (Card JSON 2.0, docs/feishu.md §5).
 
 Pure functions returning the card as a dict; `card_content()` turns one into the string
 `im/v1/messages` expects. Every built-in card has `config.update_multi: true`, before and
@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from larkauth.redaction import redact
 
-# Feishu refuses card bodies over 30 KB (FACTS.md §5).
+# Feishu refuses card bodies over 30 KB (docs/feishu.md §5).
 MAX_CARD_BYTES = 30 * 1024
 _MAX_REASON_CHARS = 300
 
@@ -66,7 +66,7 @@ def markdown_text(value: str) -> str:
 
     Each special character becomes a numeric character reference, which standard markdown
     shows as that character and never parses (Card JSON 2.0 rich text reads standard
-    markdown and HTML, says Feishu's card FAQ; FACTS.md §5 is silent). Line breaks and other
+    markdown and HTML, says Feishu's card FAQ; docs/feishu.md §5 is silent). Line breaks and other
     control characters become spaces, so the text cannot start a block of its own.
     """
     return "".join(_literal(char) for char in value)

@@ -1,7 +1,7 @@
 """larkauth's errors. Every failed Feishu call is a `FeishuError` that knows its `failure`
 class, so callers decide from the class, never from a code or a status.
 
-Codes are Feishu's (FACTS.md §2.2 for the OAuth token endpoint, §5 for messages, §10 for the
+Codes are Feishu's (docs/feishu.md §2.2 for the OAuth token endpoint, §5 for messages, §10 for the
 generic buckets). Domain errors for the Django side derive from `LarkauthError` too.
 """
 

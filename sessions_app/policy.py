@@ -7,13 +7,13 @@ expiry warnings (`expiry_warnings.py`) and the `larkauth_refresh_tokens_expiring
   (`needs_refresh`).
 - Keep-alive: a refresh token in its last AUTH_KEEPALIVE_MARGIN (at most half its lifetime)
   is refreshed, about one call per user per five days. Never the last refresh token before
-  the 365-day cap (FACTS.md §2.1): refreshing it cannot extend the authorization.
+  the 365-day cap (docs/feishu.md §2.1): refreshing it cannot extend the authorization.
 - Warm: access tokens past the threshold of authorizations granted or used in the last
   AUTH_WARM_WINDOW, so that active callers rarely wait for a refresh.
 - A transient failure backs off from `refresh_failures` and `updated_at` (the row's last
   change, which a failed refresh sets): 4 minutes (the next run) doubling to about an hour,
   but never past the end of its refresh token.
-- An authorization really ends 365 days after the user's grant (FACTS.md §2.1): until then
+- An authorization really ends 365 days after the user's grant (docs/feishu.md §2.1): until then
   keep-alive replaces each ~7-day refresh token before it expires, so a refresh token's own
   expiry is the end only where keep-alive cannot extend it: the authorization already needs
   the user again (`needs_reauth`), or its refresh token ends before the next keep-alive run.
@@ -30,7 +30,7 @@ from django.db.models import Count, Q
 from larkauth.backoff import Backoff
 from sessions_app.models import SessionState, UserAuthSession
 
-# Every authorization ends this long after the user granted it (FACTS.md §2.1).
+# Every authorization ends this long after the user granted it (docs/feishu.md §2.1).
 AUTHORIZATION_LIFETIME = timedelta(days=365)
 # Our `completed_at` trails Feishu's grant by the code exchange: a refresh token ending this
 # close to the cap is the last one.

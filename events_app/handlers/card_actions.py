@@ -66,7 +66,7 @@ def _not_acted(exc: AuthFlowError) -> toasts.Answer:
 
 
 def _action_value(body: Any) -> dict[str, Any]:
-    """`action.value` may be an object or a JSON string (FACTS §6.1)."""
+    """`action.value` may be an object or a JSON string (docs/feishu.md §6.1)."""
     action = body.get("action")
     value = action.get("value") if isinstance(action, dict) else None
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""lark-oapi's long-connection client, extended where 1.7.5 falls short (FACTS §6.2, §8).
+"""lark-oapi's long-connection client, extended where 1.7.5 falls short (docs/feishu.md §6.2, §8).
 
 `ListenerClient` keeps the SDK's protocol code: frame parsing, pings and pongs (whose
 ClientConfig it honours), split payloads, the ack frame. It replaces three things:

@@ -72,7 +72,7 @@ def run(apps: list[Application], *, follow: bool = False) -> None:
 
 def handle_payload(app: Application, payload: bytes) -> toasts.Answer:
     """One event from the long connection, in a worker thread (plaintext, no signature:
-    the connection itself was authenticated, FACTS §8)."""
+    the connection itself was authenticated, docs/feishu.md §8)."""
     close_old_connections()
     try:
         try:

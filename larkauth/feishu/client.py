@@ -33,7 +33,7 @@ from larkauth.ratelimit import RateLimiter, RateLimitTimeout, default_limiter
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Feishu limits each API separately (FACTS.md §10: 50/s per API and app), so each gets its
+# Feishu limits each API separately (docs/feishu.md §10: 50/s per API and app), so each gets its
 # own budget of FEISHU_RATE_LIMIT_PER_SECOND. The two grants share one token endpoint.
 _RATE_BUCKETS = {"oauth_code_exchange": "oauth_token", "oauth_refresh": "oauth_token"}
 USER_AGENT = "larkauth"

@@ -1,7 +1,7 @@
 """Feishu's OAuth v2 endpoints, which lark-oapi 1.7.5 has no typed request for.
 
 The authorize page lives on the accounts host; the token endpoint answers flat JSON
-(no `data` wrapper) with `code`, `error`, `error_description` on failure (FACTS.md §2).
+(no `data` wrapper) with `code`, `error`, `error_description` on failure (docs/feishu.md §2).
 """
 
 from __future__ import annotations

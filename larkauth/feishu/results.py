@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class UserToken:
-    """A user access token from the v2 OAuth token endpoint (FACTS.md §2.1).
+    """A user access token from the v2 OAuth token endpoint (docs/feishu.md §2.1).
 
     `issued_at` is when the request was sent, so the computed expiries err early.
     `refresh_token` is None when the grant had no `offline_access`.
@@ -40,7 +40,7 @@ class UserToken:
 @dataclass(frozen=True)
 class UserInfo:
     """`authen/v1/user_info`: the user a user access token belongs to. Optional fields
-    are empty without their field scopes (FACTS.md §4)."""
+    are empty without their field scopes (docs/feishu.md §4)."""
 
     open_id: str
     union_id: str

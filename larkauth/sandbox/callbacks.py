@@ -1,4 +1,4 @@
-"""A person clicks a callback button: `card.action.trigger` goes to the app (FACTS §6).
+"""A person clicks a callback button: `card.action.trigger` goes to the app (docs/feishu.md §6).
 
 Over the long connection when the app has a live client (as an `event` frame unless told
 otherwise), else by HTTP to its callback URL. The app must answer within

@@ -118,7 +118,7 @@ _OAUTH_APIS = {"oauth_token", "oauth_refresh"}
 
 
 def handshake_failure(status: int, msg: str, auth_code: int | None = None) -> web.Response:
-    """A refused WebSocket upgrade, with the headers lark-oapi reads (FACTS §8)."""
+    """A refused WebSocket upgrade, with the headers lark-oapi reads (docs/feishu.md §8)."""
     headers = {"handshake-status": str(status), "handshake-msg": msg}
     if auth_code is not None:
         headers["handshake-autherrcode"] = str(auth_code)

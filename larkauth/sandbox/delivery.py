@@ -1,4 +1,4 @@
-"""Schema 2.0 events and their HTTP delivery: signature and encryption (FACTS §7).
+"""Schema 2.0 events and their HTTP delivery: signature and encryption (docs/feishu.md §7).
 
 What lark-oapi's `EventDispatcherHandler` checks, this module produces:
 `X-Lark-Signature = sha256_hex(timestamp + nonce + encrypt_key + raw_body)` (sent when the

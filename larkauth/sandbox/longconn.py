@@ -1,4 +1,4 @@
-"""The WebSocket long connection as lark-oapi's `ws.Client` speaks it (FACTS §8).
+"""The WebSocket long connection as lark-oapi's `ws.Client` speaks it (docs/feishu.md §8).
 
 1. `POST /callback/ws/endpoint {"AppID","AppSecret"}` returns a `ws://.../ws/v2?device_id=..
    &service_id=..&ticket=..` URL and the ClientConfig (seconds).

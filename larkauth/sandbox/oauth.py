@@ -1,4 +1,4 @@
-"""App credentials, the authorize (consent) page and the user token endpoints (FACTS §1-§3)."""
+"""App credentials, the consent page and the user token endpoints (docs/feishu.md §1-§3)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from larkauth.sandbox.common import (
 )
 from larkauth.sandbox.state import App, AppToken, AuthCode, RefreshToken, SandboxState, UserToken
 
-# A tenant/app token with at least this much life left is handed out again (FACTS §3).
+# A tenant/app token with at least this much life left is handed out again (docs/feishu.md §3).
 TOKEN_REUSE_MIN_REMAINING = 30 * 60
 # The old user access token stays valid this long after its refresh token is rotated.
 ROTATION_GRACE = 60

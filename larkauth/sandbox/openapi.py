@@ -1,4 +1,4 @@
-"""User info, contact users, sending and updating cards (FACTS §4, §5)."""
+"""User info, contact users, sending and updating cards (docs/feishu.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from larkauth.sandbox.common import (
 )
 from larkauth.sandbox.state import Message, SandboxState, User
 
-# user_info leaves these fields out unless the token carries the field scope (FACTS §4).
+# user_info leaves these fields out unless the token carries the field scope (docs/feishu.md §4).
 FIELD_SCOPES = {
     "email": "contact:user.email:readonly",
     "enterprise_email": "contact:user.email:readonly",

@@ -295,7 +295,7 @@ class SandboxState:
         self.codes: dict[str, AuthCode] = {}
         self.user_tokens: dict[str, UserToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
-        # Scopes each user ever granted each app (grants accumulate, FACTS §1).
+        # Scopes each user ever granted each app (grants accumulate, docs/feishu.md §1).
         self.grants: dict[tuple[str, str], list[str]] = {}
         self.messages: dict[str, Message] = {}
         self.message_uuids: dict[tuple[str, str], tuple[str, float]] = {}

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 # Authorizations stay: the user's current one and the one that needs the user again.
 KEPT_STATES = (SessionState.COMPLETED, SessionState.NEEDS_REAUTH)
-# Feishu redelivers an event for about 7 hours (FACTS.md §7); a week of ids is plenty.
+# Feishu redelivers an event for about 7 hours (docs/feishu.md §7); a week of ids is plenty.
 PROCESSED_EVENT_RETENTION = timedelta(days=7)
 
 

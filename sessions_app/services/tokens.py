@@ -118,7 +118,7 @@ def token_issue(
     result = "served"
     if auto_refresh and needs_refresh(session, now):
         # Wait for a refresh in flight elsewhere (the token it replaces dies a minute after,
-        # FACTS.md §2.1), but not past the lock wait: then a token that still works is served.
+        # docs/feishu.md §2.1), but not past the lock wait: then a token that still works is served.
         refresh = authorization_refresh(session.pk, actor=actor)
         if refresh.outcome is not RefreshOutcome.BUSY or not session.token_valid_at(now):
             session = refresh.session_or_raise(now)

@@ -117,7 +117,7 @@ def signed_request(
 
 
 def unsigned_request(event: dict[str, Any], *, encrypt: bool) -> tuple[bytes, dict[str, str]]:
-    """Like Feishu's URL check: encrypted when asked, never signed (FACTS §7)."""
+    """Like Feishu's URL check: encrypted when asked, never signed (docs/feishu.md §7)."""
     body, headers, _ = build_request(SANDBOX_APP, event, encrypted=encrypt, signature="")
     headers.pop("X-Lark-Signature", None)
     return body, headers

@@ -252,7 +252,7 @@ def test_an_event_nested_as_deep_as_allowed_is_read(lark):
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_the_url_check_echoes_the_challenge(lark, encrypt):
     check = {"type": "url_verification", "challenge": "ch-123", "token": "test-verification-token"}
-    # Feishu does not sign the URL check (FACTS §7).
+    # Feishu does not sign the URL check (docs/feishu.md §7).
     body, headers = unsigned_request(check, encrypt=encrypt)
 
     response = post(lark.client, body, headers)

@@ -122,7 +122,7 @@ def test_an_event_frame_reaches_the_handler_and_the_ack_carries_its_answer(sandb
 
 
 def test_lark_oapi_1_7_5_drops_card_frames_without_an_ack(sandbox, listener):
-    # Documents the SDK as it is (FACTS §6.2): if a release starts handling `card` frames,
+    # Documents the SDK as it is (docs/feishu.md §6.2): if a release starts handling `card` frames,
     # this test fails and the listener's workaround can be revisited.
     app_id = sandbox.app["app_id"]
     as_card = sandbox.ws_push(app_id, card_action("ou_card", {}), frame_type="card")
@@ -146,7 +146,7 @@ def test_a_split_payload_is_reassembled_by_the_sdk(sandbox, listener):
 
 
 def test_lark_oapi_1_7_5_fails_on_an_action_value_that_is_not_an_object(sandbox, listener):
-    # Feishu allows a string value (FACTS §6.1); the SDK's model does not: ack code 500.
+    # Feishu allows a string value (docs/feishu.md §6.1); the SDK's model does not: ack code 500.
     pushed = sandbox.ws_push(sandbox.app["app_id"], card_action("ou_s", "s"), wait_ack_ms=5000)
 
     assert pushed["ack"]["code"] == 500
