@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from larkauth.logformat import FORMATTERS
+from larkauth.logformat import FILTERS, FORMATTERS, handler
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -51,33 +51,18 @@ class AccessRequestIdFilter(logging.Filter):
         return True
 
 
-_JSON = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower()
 # A bad LOG_LEVEL is reported by larkauth's system checks; gunicorn keeps to INFO then.
 _LEVEL = os.environ.get("LOG_LEVEL", "").strip().upper()
 _LEVEL = _LEVEL if _LEVEL in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
-_FILTERS = ["request_id", "redact"]
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {
-        "access_request_id": {"()": AccessRequestIdFilter},
-        "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
-        "redact": {"()": "larkauth.redaction.RedactionFilter"},
-    },
+    "filters": {"access_request_id": {"()": AccessRequestIdFilter}, **FILTERS},
     "formatters": FORMATTERS,
     "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stderr",
-            "formatter": "json" if _JSON else "console",
-            "filters": _FILTERS,
-        },
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json" if _JSON else "console",
-            "filters": ["access_request_id", *_FILTERS],
-        },
+        "stderr": handler(_FORMAT),
+        "stdout": handler(_FORMAT, "ext://sys.stdout", "access_request_id"),
     },
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {

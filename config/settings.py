@@ -16,7 +16,8 @@ from typing import Any
 import environ
 
 from larkauth import domains
-from larkauth.logformat import FORMATTERS
+from larkauth.logformat import FILTERS, FORMATTERS
+from larkauth.logformat import handler as log_handler
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LARKAUTH_VAR_DIR", BASE_DIR / "var"))
@@ -327,18 +328,9 @@ if LOG_LEVEL_CELERY not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {
-        "redact": {"()": "larkauth.redaction.RedactionFilter"},
-        "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
-    },
+    "filters": FILTERS,
     "formatters": FORMATTERS,
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "json" if LOG_FORMAT == "json" else "console",
-            "filters": ["request_id", "redact"],
-        },
-    },
+    "handlers": {"stderr": log_handler(LOG_FORMAT)},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},

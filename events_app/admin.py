@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils import timezone
 
 from events_app.models import ListenerConnection
+from sessions_app.admin import ReadOnlyAdmin
 
 
 @admin.register(ListenerConnection)
-class ListenerConnectionAdmin(admin.ModelAdmin):
+class ListenerConnectionAdmin(ReadOnlyAdmin):
     list_display = (
         "app",
         "listener_id",
@@ -30,12 +28,3 @@ class ListenerConnectionAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="listener alive")
     def live(self, obj: ListenerConnection) -> bool:
         return obj.last_heartbeat_at >= timezone.now() - ListenerConnection.heartbeat_window()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,5 +1,6 @@
-"""The two log line formats (`LOG_FORMAT`), shared by settings.LOGGING and gunicorn's config
-(config/gunicorn.py), which is read before Django is set up."""
+"""The two log line formats (`LOG_FORMAT`) and the filters every line passes, shared by
+settings.LOGGING and gunicorn's config (config/gunicorn.py), which is read before Django is
+set up."""
 
 from __future__ import annotations
 
@@ -13,3 +14,20 @@ FORMATTERS: dict[str, dict[str, Any]] = {
     },
     "console": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
 }
+
+# Every handler: the request id on the line, then secrets redacted.
+FILTERS: dict[str, dict[str, Any]] = {
+    "request_id": {"()": "larkauth.requestid.RequestIdFilter"},
+    "redact": {"()": "larkauth.redaction.RedactionFilter"},
+}
+
+
+def handler(log_format: str, stream: str = "ext://sys.stderr", *first: str) -> dict[str, Any]:
+    """A stream handler in `log_format` ("json" or "console") behind `first` (filter names
+    run before the shared ones) and FILTERS."""
+    return {
+        "class": "logging.StreamHandler",
+        "stream": stream,
+        "formatter": "json" if log_format == "json" else "console",
+        "filters": [*first, *FILTERS],
+    }

@@ -132,15 +132,7 @@ class FeishuClient:
         )
         data = response.data
         return UserInfo(
-            open_id=data.open_id or "",
-            union_id=data.union_id or "",
-            user_id=data.user_id or "",
-            name=data.name or "",
-            en_name=data.en_name or "",
-            email=data.email or data.enterprise_email or "",
-            mobile=data.mobile or "",
-            avatar_url=data.avatar_url or "",
-            tenant_key=data.tenant_key or "",
+            **_person(data), avatar_url=data.avatar_url or "", tenant_key=data.tenant_key or ""
         )
 
     def get_contact_user(
@@ -160,13 +152,7 @@ class FeishuClient:
         user = response.data.user
         avatar, status = user.avatar, user.status
         return ContactUser(
-            open_id=user.open_id or "",
-            union_id=user.union_id or "",
-            user_id=user.user_id or "",
-            name=user.name or "",
-            en_name=user.en_name or "",
-            email=user.email or user.enterprise_email or "",
-            mobile=user.mobile or "",
+            **_person(user),
             avatar_url=(avatar.avatar_240 or avatar.avatar_origin or "") if avatar else "",
             is_resigned=bool(status and status.is_resigned),
             is_frozen=bool(status and status.is_frozen),
@@ -343,3 +329,16 @@ class FeishuClient:
         else:
             message = f"connection failed ({type(exc).__name__})"
         return FeishuError(message, api=api, retryable=True)
+
+
+def _person(data: Any) -> dict[str, str]:
+    """The fields both user APIs name alike (a lark-oapi model; absent ones are None)."""
+    return {
+        "open_id": data.open_id or "",
+        "union_id": data.union_id or "",
+        "user_id": data.user_id or "",
+        "name": data.name or "",
+        "en_name": data.en_name or "",
+        "email": data.email or data.enterprise_email or "",
+        "mobile": data.mobile or "",
+    }

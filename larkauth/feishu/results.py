@@ -38,9 +38,9 @@ class UserToken:
 
 
 @dataclass(frozen=True)
-class UserInfo:
-    """`authen/v1/user_info`: the user a user access token belongs to. Optional fields
-    are empty without their field scopes (docs/feishu.md §4)."""
+class Person:
+    """What both user APIs say of a person. Optional fields are empty without their field
+    scopes (docs/feishu.md §4)."""
 
     open_id: str
     union_id: str
@@ -50,21 +50,19 @@ class UserInfo:
     email: str
     mobile: str
     avatar_url: str
+
+
+@dataclass(frozen=True)
+class UserInfo(Person):
+    """`authen/v1/user_info`: the user a user access token belongs to."""
+
     tenant_key: str
 
 
 @dataclass(frozen=True)
-class ContactUser:
+class ContactUser(Person):
     """`contact/v3/users/:user_id`: a user as the directory sees them."""
 
-    open_id: str
-    union_id: str
-    user_id: str
-    name: str
-    en_name: str
-    email: str
-    mobile: str
-    avatar_url: str
     is_resigned: bool
     is_frozen: bool
     is_activated: bool
