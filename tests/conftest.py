@@ -52,3 +52,27 @@ def lark(settings, sandbox, transactional_db):
     from tests.flow.helpers import LarkEnv
 
     return LarkEnv.create(settings, sandbox)
+
+
+@pytest.fixture
+def operator(lark):
+    """`lark` with its test client signed in to the admin as a superuser."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    lark.client.force_login(user)
+    return lark
+
+
+@pytest.fixture
+def viewer(lark):
+    """`lark` signed in as staff who may only look at authorizations."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw")
+    user.is_staff = True
+    user.save()
+    user.user_permissions.add(Permission.objects.get(codename="view_userauthsession"))
+    lark.client.force_login(user)
+    return lark

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -165,24 +164,6 @@ def test_search_finds_a_person_by_name_email_open_id_or_user_id(root, query) -> 
 
 
 # --- an authorization's page -------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(lark):
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
-    lark.client.force_login(user)
-    return lark
-
-
-@pytest.fixture
-def viewer(lark):
-    """Staff who may only look at authorizations."""
-    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw")
-    user.is_staff = True
-    user.save()
-    user.user_permissions.add(Permission.objects.get(codename="view_userauthsession"))
-    lark.client.force_login(user)
-    return lark
 
 
 def _authorized(lark) -> UserAuthSession:

@@ -4,20 +4,11 @@ staff who may only view cannot."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from sessions_app.models import SessionState, TokenEvent, UserAuthSession
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(lark):
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
-    lark.client.force_login(user)
-    return lark
 
 
 def _act(lark, action: str, *sessions: UserAuthSession):
@@ -61,17 +52,6 @@ def test_resend_card_opens_a_new_session_for_the_user(operator) -> None:
     assert UserAuthSession.objects.filter(state=SessionState.PENDING).count() == 1
     # The existing authorization stays valid until the user completes the new card.
     assert UserAuthSession.objects.filter(state=SessionState.COMPLETED).count() == 1
-
-
-@pytest.fixture
-def viewer(lark):
-    """Staff who may only look at authorizations."""
-    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw")
-    user.is_staff = True
-    user.save()
-    user.user_permissions.add(Permission.objects.get(codename="view_userauthsession"))
-    lark.client.force_login(user)
-    return lark
 
 
 def test_view_only_staff_see_the_authorizations_but_no_action(viewer) -> None:
