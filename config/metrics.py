@@ -16,10 +16,12 @@ from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+from config.multiproc import ProcessFilesCollector
 
 
 class DatabaseCollector(Collector):
@@ -107,6 +109,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        ProcessFilesCollector(registry)
     body = generate_latest(registry) + generate_latest(_database_registry)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

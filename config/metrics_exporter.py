@@ -25,9 +25,10 @@ from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from config.metrics import refusal
+from config.multiproc import ProcessFilesCollector
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -57,7 +58,7 @@ def guarded_app(registry: CollectorRegistry, token: str) -> Callable[..., Iterab
 
 def serve(port: int, token: str) -> WSGIServer:
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    ProcessFilesCollector(registry)
     server = make_server(
         "0.0.0.0",  # noqa: S104  (reached by Prometheus in the container network)
         port,

@@ -107,7 +107,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
-    "config.middleware.DatabaseUnavailableMiddleware",
+    "config.middleware.UnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

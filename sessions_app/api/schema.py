@@ -36,7 +36,12 @@ ERROR_CODES = {
     "feishu_error": "Feishu answered with an error: 502 when retrying will not help, 503 when "
     "it may.",
     "token_refresh_failed": "Feishu could not refresh the token right now; retry shortly.",
+    "database_unavailable": "larkauth cannot reach its database; retry shortly.",
+    "undecryptable": "A stored secret cannot be decrypted with any key of "
+    "LARKAUTH_ENCRYPTION_KEYS: an operator must restore the key (config/middleware.py).",
 }
+# Any operation can answer these (config/middleware.py).
+UNAVAILABLE = ("database_unavailable", "undecryptable")
 # Any operation can answer a 400 (a NUL in the URL is refused before any view); one with a
 # body also for a body that is not JSON.
 BAD_REQUEST = ("invalid_request",)
@@ -63,8 +68,10 @@ AUTHORIZATION_PATH = [
 
 
 def errors(by_status: Mapping[int, Sequence[str]]) -> dict[int, OpenApiResponse]:
-    """The error responses of an operation, `{status: codes}`, each a `{code, detail}`."""
-    return {status: _error_response(codes) for status, codes in by_status.items()}
+    """The error responses of an operation, `{status: codes}`, each a `{code, detail}`; a 503
+    for UNAVAILABLE is added to every operation."""
+    with_unavailable = {**by_status, 503: (*by_status.get(503, ()), *UNAVAILABLE)}
+    return {status: _error_response(codes) for status, codes in with_unavailable.items()}
 
 
 def key_errors() -> dict[int, Sequence[str]]:

@@ -38,9 +38,10 @@ def error_codes(openapi: dict, where: tuple[str, str], status: int) -> list[str]
     [
         (TOKENS, {200, 400, 401, 403, 404, 413, 415, 422, 429, 502, 503}),
         (AUTH_SESSIONS, {200, 201, 400, 401, 403, 404, 413, 415, 422, 429, 502, 503}),
-        (AUTH_SESSION, {200, 400, 401, 404}),
-        (AUTHORIZATIONS, {200, 400, 401, 403, 404}),
-        (REVOKE, {204, 400, 401, 403, 404}),
+        # Every operation: 503 when the database is down or a secret undecryptable.
+        (AUTH_SESSION, {200, 400, 401, 404, 503}),
+        (AUTHORIZATIONS, {200, 400, 401, 403, 404, 503}),
+        (REVOKE, {204, 400, 401, 403, 404, 503}),
     ],
     ids=["tokens", "auth-sessions", "auth-session", "authorizations", "revoke"],
 )
@@ -58,7 +59,12 @@ def test_the_token_errors_name_their_codes(openapi):
     ]
     assert error_codes(openapi, TOKENS, 415) == ["unsupported_media_type"]
     assert error_codes(openapi, TOKENS, 422) == ["user_unreachable"]
-    assert error_codes(openapi, TOKENS, 503) == ["feishu_error", "token_refresh_failed"]
+    assert error_codes(openapi, TOKENS, 503) == [
+        "feishu_error",
+        "token_refresh_failed",
+        "database_unavailable",
+        "undecryptable",
+    ]
 
 
 def test_authorization_required_documents_the_card_session(openapi):

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from larkauth.redaction import RedactionFilter
+from sessions_app.encryption import generate_key
 from sessions_app.models import Application, ServiceClient, UserAuthSession
 
 pytestmark = pytest.mark.django_db
@@ -215,3 +216,25 @@ def test_no_secret_reaches_the_logs_at_debug(lark) -> None:
     assert "/open-apis/" in logs  # the Feishu calls were logged at DEBUG
     for secret in (token, refresh, code, "test-app-secret", lark.api_key):
         assert secret not in logs
+
+
+def test_a_token_no_key_decrypts_is_a_503_that_names_the_keys_and_keeps_the_row(
+    lark, settings, caplog
+) -> None:
+    """An operator dropped the key the token was written under: the service says what is
+    wrong (not a 500), and the authorization is untouched, so putting the key back heals it."""
+    alice = lark.sandbox.alice
+    lark.authorize(lark.open_card_session(alice["open_id"]), alice["open_id"])
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    UserAuthSession.objects.filter(open_id=alice["open_id"]).update(access_token="eyJ-lost")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+
+    response = lark.request_token(open_id=alice["open_id"])
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "undecryptable"
+    assert "LARKAUTH_ENCRYPTION_KEYS" in response.json()["detail"]
+    assert "eyJ-lost" not in response.content.decode() + caplog.text
+    row = UserAuthSession.objects.only("state").get(open_id=alice["open_id"], state="completed")
+    assert row.state == "completed"
