@@ -69,10 +69,9 @@ def test_expiry_does_not_take_a_session_whose_callback_is_exchanging_the_code(la
     session_id = lark.open_card_session(alice["open_id"])
     callback = lark.consent(session_id, alice["open_id"])
     # Feishu takes its time with the code; meanwhile the session's time runs out.
-    lark.sandbox.add_fault("oauth_token", latency_ms=1500)
-    UserAuthSession.objects.filter(pk=session_id).update(
-        expires_at=timezone.now() + timedelta(milliseconds=500)
-    )
+    lark.sandbox.add_fault("oauth_token", latency_ms=4000)
+    runs_out = timezone.now() + timedelta(seconds=3)
+    UserAuthSession.objects.filter(pk=session_id).update(expires_at=runs_out)
     answers: list[int] = []
 
     def browser() -> None:
@@ -84,14 +83,18 @@ def test_expiry_does_not_take_a_session_whose_callback_is_exchanging_the_code(la
     thread = threading.Thread(target=browser)
     thread.start()
     try:
-        for _ in range(30):  # the beat job runs while the exchange is in flight
-            if UserAuthSession.objects.filter(pk=session_id, pkce_verifier__isnull=True).exists():
-                break
+        consumed = False
+        while not consumed and timezone.now() < runs_out:
+            consumed = UserAuthSession.objects.filter(
+                pk=session_id, pkce_verifier__isnull=True
+            ).exists()
             threading.Event().wait(0.05)
-        threading.Event().wait(0.6)
+        assert consumed, "the callback did not consume the state before the session ran out"
+        # The beat job runs once the session's own time is over, the exchange still in flight.
+        threading.Event().wait(max(0.0, (runs_out - timezone.now()).total_seconds()) + 0.2)
         expired = sessions_expire_all_stale()
     finally:
-        thread.join(10)
+        thread.join(15)
 
     assert expired == 0
     assert answers == [200]
