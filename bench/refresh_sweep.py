@@ -29,7 +29,9 @@ import requests
 from bench import harness
 
 DB = f"{harness.BENCH_DB}_refresh"
-APP_ID, APP_SECRET = "cli_bench_refresh", "bench-refresh-secret"
+# The limiter's Redis key is per app id (the same Redis for every checkout on the machine):
+# each BENCH_DB its own app, so two checkouts' sweeps never share one 200/s.
+APP_ID, APP_SECRET = f"cli_refresh_{harness.BENCH_DB}"[:64], "bench-refresh-secret"
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/callback"
 RATE = 200
 REFERENCE_CALLS = 2000
