@@ -1,20 +1,22 @@
 """Where the refresh sweep's time goes, in every sweep thread: `bench.refresh_sweep`'s setup
 (sandbox process, PostgreSQL, 200/s limit shared through Redis), then two sweeps at once as
-there: one `manage.py refresh_tokens` in a subprocess, one in this process under yappi
-(wall clock, every thread: pyinstrument only follows the thread that started it).
+there (`--processes`, `--threads`), each in its own process under yappi (wall clock, every
+thread: pyinstrument only follows the thread that started it), so both carry the same
+profiler overhead and still share the limit.
 
-Prints, per sweep thread and per refresh made by the profiled sweep, the wall time in the
-rate limiter (Redis script calls and the sleeps between them), the Feishu call at the sandbox
-(HTTP), PostgreSQL (statements and commits), waiting for the next candidate (the feeding
-thread pages and filters them), and the rest; then the busiest functions. The profiler
-slows Python code down, so the profiled sweep's own rate is not the benchmark's.
+Prints, over all sweep threads and per refresh, the wall time in the rate limiter (Redis
+script calls and the sleeps between them), the Feishu call at the sandbox (HTTP),
+PostgreSQL (statements and commits), waiting for the next candidate (the feeding thread
+pages and filters them), and the rest; then the busiest functions. The profiler slows the
+Python code down, so the rate under it is a lower bound of the benchmark's.
 Needs yappi. Run: `BENCH_DB=... .venv/bin/python -m bench.profile_refresh_sweep
-[--authorizations N] [--threads N]`.
+[--authorizations N] [--processes N] [--threads N]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -38,8 +40,8 @@ PARTS: list[tuple[str, Matcher]] = [
         lambda s: s.name == "RateLimiter._try_acquire" and "ratelimit" in s.module,
     ),
     (
-        "Feishu call at the sandbox: requests Session.send",
-        lambda s: s.name == "Session.send" and s.module.endswith("requests/sessions.py"),
+        "Feishu call at the sandbox: the token request's post()",
+        lambda s: s.name == "post" and s.module.endswith("larkauth/feishu/client.py"),
     ),
     (
         "PostgreSQL: psycopg Cursor.execute + Connection.commit",
@@ -62,91 +64,122 @@ PARTS: list[tuple[str, Matcher]] = [
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--authorizations", type=int, default=4000)
+    parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        profiled_sweep(args.threads)
+        return
 
     with harness.sandbox(refresh_sweep.bench_env()) as sandbox_url:
         env = refresh_sweep.bench_env(sandbox_url)
         print(f"Setting up {args.authorizations} authorizations ...", flush=True)
         refresh_sweep.recreate_database(env)
         issued = refresh_sweep.issue_tokens(sandbox_url, args.authorizations)
-        refresh_sweep.insert_authorizations(env, issued)  # django.setup() with env
+        refresh_sweep.insert_authorizations(env, issued)
         requests.delete(f"{sandbox_url}/_sandbox/api/calls", timeout=30)
-
-        import yappi  # type: ignore[import-untyped]
-
-        from sessions_app import services
-
-        other = subprocess.Popen(
-            [sys.executable, "manage.py", "refresh_tokens", "--threads", str(args.threads)],
-            cwd=harness.ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        yappi.set_clock_type("wall")
-        yappi.start(builtins=False, profile_threads=True)
-        started = time.monotonic()
-        report = services.tokens_refresh_expiring(threads=args.threads, actor="bench")
-        elapsed = time.monotonic() - started
-        yappi.stop()
-        out, err = other.communicate(timeout=600)
-        if other.returncode:
-            raise RuntimeError(f"refresh_tokens failed:\n{err[-3000:]}")
+        print(f"Sweeping: {args.processes} processes x {args.threads} threads, each profiled")
+        command = [sys.executable, "-m", "bench.profile_refresh_sweep", "--child"]
+        runs = [
+            subprocess.Popen(
+                [*command, "--threads", str(args.threads)],
+                cwd=harness.ROOT,
+                env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(args.processes)
+        ]
+        summaries = []
+        for run in runs:
+            out, err = run.communicate(timeout=900)
+            if run.returncode:
+                raise RuntimeError(f"profiled sweep failed:\n{err[-3000:]}")
+            summaries.append(json.loads(out.strip().splitlines()[-1]))
         result = refresh_sweep.check(sandbox_url, args.authorizations)
 
     rate = result["calls"] / result["calls_span"] if result["calls_span"] else 0.0
-    ours = report.as_dict()
-    print(f"profiled sweep:   {report} in {elapsed:.1f} s")
-    print(f"the other sweep:  {out.strip()}")
+    for n, summary in enumerate(summaries, 1):
+        print(f"  sweep {n}: {summary['report']} in {summary['elapsed']:.1f} s")
     print(
         f"refresh calls at the sandbox: {result['calls']} ({result['call_errors']} errors), "
-        f"{rate:.1f}/s first to last (limit {refresh_sweep.RATE}/s, one sweep profiled)"
+        f"{rate:.1f}/s first to last (limit {refresh_sweep.RATE}/s, every sweep profiled)"
     )
-
-    sweep_threads = {t.id for t in yappi.get_thread_stats() if t.name.startswith("refresh-")}
-    stats = [s for s in yappi.get_func_stats() if s.ctx_id in sweep_threads]
-    thread_time = sum(
-        s.ttot for s in stats if s.name == "worker" and s.module.endswith("maintenance.py")
-    )
-    refreshed = ours["refreshed"]
-    attempts = sum(
-        s.ncall for s in stats if s.name == "_refresh_if_due" and s.module.endswith(".py")
-    )
+    refreshed = sum(s["refreshed"] for s in summaries)
+    attempts = sum(s["attempts"] for s in summaries)
+    thread_time = sum(s["thread_time"] for s in summaries)
+    threads = sum(s["threads"] for s in summaries)
     print(
-        f"\n{len(sweep_threads)} sweep threads, {thread_time:.1f} thread-seconds; "
-        f"{attempts} candidates taken, {refreshed} refreshed by this sweep "
-        f"(the others were done by the other sweep: one locked read each)"
+        f"\n{threads} sweep threads, {thread_time:.1f} thread-seconds; {attempts} candidates "
+        f"taken, {refreshed} refreshed (a candidate the other sweep had done costs one locked "
+        "read)"
     )
     print(f"{'':56} {'share':>6} {'ms per refresh':>15}")
     accounted = 0.0
-    for label, matches in PARTS:
-        total = sum(s.ttot for s in stats if matches(s))
+    for label, _ in PARTS:
+        total = sum(s["parts"][label] for s in summaries)
         if not label.startswith(" "):
             accounted += total
-        share = total / thread_time if thread_time else 0.0
-        print(f"{label:<56} {share:6.1%} {total / max(refreshed, 1) * 1000:15.2f}")
+        print(f"{label:<56} {total / thread_time:6.1%} {total / refreshed * 1000:15.2f}")
     rest = thread_time - accounted
     print(
         f"{'the rest (Django ORM, refresh logic, audit, GIL waits)':<56} "
-        f"{rest / thread_time:6.1%} {rest / max(refreshed, 1) * 1000:15.2f}"
+        f"{rest / thread_time:6.1%} {rest / refreshed * 1000:15.2f}"
     )
-    print(
-        f"{'a sweep thread, all of it':<56} {1:6.1%} {thread_time / max(refreshed, 1) * 1000:15.2f}"
-    )
+    print(f"{'a sweep thread, all of it':<56} {1:6.1%} {thread_time / refreshed * 1000:15.2f}")
+    print("\nBusiest functions in the sweep threads (wall time, all threads, all sweeps):")
+    merged: dict[str, list[float]] = {}
+    for summary in summaries:
+        for name, ttot, tsub, ncall in summary["top"]:
+            entry = merged.setdefault(name, [0.0, 0.0, 0.0])
+            for i, value in enumerate((ttot, tsub, ncall)):
+                entry[i] += value
+    for name, (ttot, tsub, ncall) in sorted(merged.items(), key=lambda i: -i[1][0])[:30]:
+        print(f"{ttot:8.2f} s tot {tsub:7.2f} s own {int(ncall):8d} calls  {name}")
 
-    print("\nBusiest functions in the sweep threads (total wall time, all threads):")
-    merged: dict[tuple[str, str], list[float]] = {}
+
+def profiled_sweep(threads: int) -> None:
+    """One sweep under yappi (every thread, wall clock); a JSON summary on the last line."""
+    import django
+
+    django.setup()
+    import yappi  # type: ignore[import-untyped]
+
+    from sessions_app import services
+
+    yappi.set_clock_type("wall")
+    yappi.start(builtins=False, profile_threads=True)
+    started = time.monotonic()
+    report = services.tokens_refresh_expiring(threads=threads, actor="bench")
+    elapsed = time.monotonic() - started
+    yappi.stop()
+
+    every = list(yappi.get_func_stats())
+    # The sweep's threads: those that ran `_run`'s worker (yappi names threads by class;
+    # get_func_stats() merges the threads, so this also keeps the feeding thread's few).
+    workers = [s for s in every if s.name == "worker" and s.module.endswith("maintenance.py")]
+    ctx = {s.ctx_id for s in workers}
+    stats = [s for s in every if s.ctx_id in ctx]
+    merged: dict[str, list[float]] = {}
     for s in stats:
-        entry = merged.setdefault((s.module, s.name), [0.0, 0.0, 0.0])
-        entry[0] += s.ttot
-        entry[1] += s.tsub
-        entry[2] += s.ncall
-    top = sorted(merged.items(), key=lambda item: item[1][0], reverse=True)[:30]
-    for (module, name), (ttot, tsub, ncall) in top:
-        where = os.path.relpath(module, harness.ROOT) if module.startswith("/") else module
-        print(f"{ttot:8.2f} s tot {tsub:7.2f} s own {int(ncall):8d} calls  {name}  ({where})")
+        where = os.path.relpath(s.module, harness.ROOT) if s.module.startswith("/") else s.module
+        entry = merged.setdefault(f"{s.name}  ({where}:{s.lineno})", [0.0, 0.0, 0.0])
+        for i, value in enumerate((s.ttot, s.tsub, s.ncall)):
+            entry[i] += value
+    top = sorted(merged.items(), key=lambda i: -i[1][0])[:40]
+    summary = {
+        "report": str(report),
+        "elapsed": elapsed,
+        "refreshed": report.as_dict()["refreshed"],
+        "attempts": sum(s.ncall for s in stats if s.name == "_refresh_if_due"),
+        "threads": int(sum(s.ncall for s in workers)),
+        "thread_time": sum(s.ttot for s in workers),
+        "parts": {label: sum(s.ttot for s in stats if matches(s)) for label, matches in PARTS},
+        "top": [[name, *values] for name, values in top],
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
