@@ -13,7 +13,9 @@ Measured in the same run and the same server (bench-only URLs, mounted below):
 - the dedupe floor: the reference plus one committed `ProcessedEvent` insert, i.e. what
   exactly-once costs by itself, whatever the code around it.
 
-Target (issue 6): ≥ 0.7x the reference's throughput.
+Goals: messages ≥ 0.7x the plain view (issue 6); card clicks ≥ 0.9x the dedupe floor (issue
+13). The bench prints what is left between the clicks and the floor: the server time per
+click beyond the floor's, and what the profile (`bench.profile_events`) finds there.
 Run: `.venv/bin/python -m bench.events_http` (gunicorn loads `bench.events_http:application()`).
 """
 
@@ -36,6 +38,17 @@ APP_ID = "cli_bench"
 ENCRYPT_KEY, VERIFICATION_TOKEN = "bench-encrypt-key", "bench-verification-token"
 ROUNDS, SECONDS, CLIENTS = 5, 6, 16
 PREPARED_EVENTS = 60_000
+MESSAGE_GOAL, CLICK_GOAL = 0.7, 0.9  # x the plain view (issue 6), x the dedupe floor (issue 13)
+# Measured by bench.profile_events (pyinstrument, 1,500 clicks in-process): what a click does
+# beyond the floor's insert and commit.
+CLICK_GAP = (
+    "the Decline handler's recipient check, one SELECT of the session per click "
+    "(0.72 of 0.93 ms), plus signature, decryption and parsing (0.08 ms)"
+)
+CLICK_MOVE = (
+    "would move: the session lookup and the claim INSERT in one statement (a CTE), one "
+    "round trip per click like the floor: expected about -0.7 ms per click, near the floor"
+)
 ENSURE_APP = "from sessions_app import services; services.application_ensure_default()"
 COUNT_EVENTS = (
     "from sessions_app.models import ProcessedEvent as E; "
@@ -178,10 +191,18 @@ def main() -> None:
     print(f"POST /lark/events/ (gunicorn 4x4, {CLIENTS} clients, median of {ROUNDS} rounds)")
     for name, result in median.items():
         print(result.line(name))
+    click_ratio = clicked.throughput / floor.throughput
     print(
         f"messages: {ignored.throughput / reference.throughput:.2f}x the reference "
-        f"(target >= 0.70); card clicks: {clicked.throughput / reference.throughput:.2f}x the "
-        f"reference, {clicked.throughput / floor.throughput:.2f}x the dedupe floor"
+        f"(goal >= {MESSAGE_GOAL}x); card clicks: {clicked.throughput / reference.throughput:.2f}x "
+        f"the reference, {click_ratio:.2f}x the dedupe floor (goal >= {CLICK_GOAL}x)"
+    )
+    # Server time per request (the 4x4 server saturated): the part a click adds to the floor.
+    gap_ms = 1000 / clicked.throughput - 1000 / floor.throughput
+    print(
+        f"left between card clicks and the floor: {gap_ms:.2f} ms of server time per click "
+        f"({1000 / clicked.throughput:.2f} vs {1000 / floor.throughput:.2f} ms); by the "
+        f"profile, that is {CLICK_GAP}"
     )
     click_rows, message_rows = harness.manage(env, "shell", "-c", COUNT_EVENTS).split()[-2:]
     print(f"dedupe rows: {click_rows} card clicks, {message_rows} messages")
@@ -192,16 +213,19 @@ def main() -> None:
             "messages nobody acts on",
             f"{ignored.throughput:.0f} req/s ({ignored.throughput / reference.throughput:.2f}x)",
             plain,
-            ">= 0.7x reference",
-            ignored.throughput >= 0.7 * reference.throughput,
+            f">= {MESSAGE_GOAL}x reference",
+            ignored.throughput >= MESSAGE_GOAL * reference.throughput,
         ),
         harness.Row(
             "events_http",
             "card clicks, claimed once",
             f"{clicked.throughput:.0f} req/s ({clicked.throughput / floor.throughput:.2f}x)",
-            f"{floor.throughput:.0f} req/s (plain view + one committed insert)",
-            ">= 0.9x reference",
-            clicked.throughput >= 0.9 * floor.throughput,
+            f"{floor.throughput:.0f} req/s (floor: plain view + one committed insert)",
+            f">= {CLICK_GOAL}x reference",
+            click_ratio >= CLICK_GOAL,
+            ""
+            if click_ratio >= CLICK_GOAL
+            else f"{gap_ms:.2f} ms per click beyond the floor: {CLICK_GAP}; {CLICK_MOVE}",
         ),
     )
 

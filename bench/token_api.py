@@ -1,7 +1,9 @@
 """`POST /api/v1/tokens/` for an authorized user under gunicorn, 16 concurrent clients,
 against a minimal DRF primary-key lookup with the same server settings.
 
-Targets (issue 5): ≥ 0.8× the reference's throughput, p99 ≤ 25 ms.
+Goals (issue 13, replacing issue 5's fixed p99 ≤ 25 ms): ≥ 0.8× the reference's throughput
+AND p99 ≤ 1.5× the reference's p99, both measured side by side in the same run and server
+(alternating closed-loop rounds; then the open loop at one rate for both).
 
 With 16 clients in a closed loop, each waits for its answer before asking again, so the
 mean latency is 16 / throughput (Little's law) whatever the view does; the bench prints
@@ -26,6 +28,14 @@ from bench import harness
 # BENCH_THREADS=4 runs gunicorn as the Dockerfile does (gthread); the default is sync workers.
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 CLIENTS = 16
+THROUGHPUT_GOAL, P99_GOAL = 0.8, 1.5  # issue 13: x the reference's throughput, x its p99
+BOUND = (
+    "per read a PostgreSQL and a Redis round trip plus DRF's serializer vs the reference's "
+    "one query (7.6 ms: 3.0 selector, 1.2 audit RPUSH, 1.0 serializer; "
+    "bench.profile_token_api); would move: the one-field body checked without a DRF "
+    "serializer (-1.0 ms) and the audit RPUSH off the request path, buffered per worker "
+    "(-1.2 ms, up to a buffer of rows lost on a crash): expected ~0.8x together"
+)
 FLUSH_FOREVER = (
     "import time\nfrom sessions_app import services\n"
     "while True:\n    services.token_audit_flush()\n    time.sleep(10)"
@@ -107,9 +117,11 @@ def main() -> None:
     print(best_ref.line("reference: DRF primary-key lookup"))
     print(best_ours.line("POST /api/v1/tokens/"))
     ratio = best_ours.throughput / best_ref.throughput
+    p99_ratio = best_ours.percentile(0.99) / best_ref.percentile(0.99)
     print(
-        f"throughput ratio {ratio:.2f}x (target >= 0.80), p99 {best_ours.percentile(0.99):.1f} ms "
-        "(target <= 25 ms)"
+        f"throughput ratio {ratio:.2f}x (goal >= {THROUGHPUT_GOAL}x), p99 "
+        f"{best_ours.percentile(0.99):.1f} ms = {p99_ratio:.2f}x the reference's "
+        f"(goal <= {P99_GOAL}x)"
     )
     print(
         f"Little's law: {CLIENTS} clients / {best_ref.throughput:.0f} req/s = "
@@ -119,31 +131,35 @@ def main() -> None:
     print(ref_at_rate.line("reference: DRF primary-key lookup"))
     print(ours_at_rate.line("POST /api/v1/tokens/"))
     print(f"{served} tokens served, {audited} token_issued audit rows written")
-    p99_ratio = best_ours.percentile(0.99) / best_ref.percentile(0.99)
+    open_ratio = ours_at_rate.percentile(0.99) / ref_at_rate.percentile(0.99)
+    p99_goal = f"<= {P99_GOAL}x reference p99"
     harness.report(
         harness.Row(
             "token_api",
             "POST /api/v1/tokens/ throughput",
             f"{best_ours.throughput:.0f} req/s ({ratio:.2f}x)",
             f"{best_ref.throughput:.0f} req/s (DRF view reading one row)",
-            ">= 0.8x reference",
-            ratio >= 0.8,
+            f">= {THROUGHPUT_GOAL}x reference",
+            ratio >= THROUGHPUT_GOAL,
+            "" if ratio >= THROUGHPUT_GOAL else BOUND,
         ),
         harness.Row(
             "token_api",
             f"POST /api/v1/tokens/ p99 at {rate:.0f} req/s (open loop)",
-            f"{ours_at_rate.percentile(0.99):.1f} ms",
-            f"{ref_at_rate.percentile(0.99):.1f} ms",
-            "<= 1.5x reference p99",
-            ours_at_rate.percentile(0.99) <= 1.5 * ref_at_rate.percentile(0.99),
+            f"{ours_at_rate.percentile(0.99):.1f} ms ({open_ratio:.2f}x)",
+            f"{ref_at_rate.percentile(0.99):.1f} ms (DRF view, same rate)",
+            p99_goal,
+            open_ratio <= P99_GOAL,
+            "" if open_ratio <= P99_GOAL else "queueing: " + BOUND,
         ),
         harness.Row(
             "token_api",
             f"POST /api/v1/tokens/ p99, {CLIENTS} clients (closed loop)",
             f"{best_ours.percentile(0.99):.1f} ms ({p99_ratio:.2f}x)",
-            f"{best_ref.percentile(0.99):.1f} ms",
-            "<= 25 ms",
-            best_ours.percentile(0.99) <= 25,
+            f"{best_ref.percentile(0.99):.1f} ms (DRF view, same clients)",
+            p99_goal,
+            p99_ratio <= P99_GOAL,
+            "" if p99_ratio <= P99_GOAL else BOUND,
         ),
     )
 
