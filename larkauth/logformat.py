@@ -4,15 +4,36 @@ set up."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+
+class UTCFormatter(logging.Formatter):
+    """Times in UTC, ISO 8601 with milliseconds and `Z`: the same clock in every process,
+    whether Django has set the process's time zone to TIME_ZONE yet or not."""
+
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+
+class UTCJsonFormatter(UTCFormatter, JsonFormatter):
+    pass
+
 
 FORMATTERS: dict[str, dict[str, Any]] = {
     "json": {
-        "()": "pythonjsonlogger.json.JsonFormatter",
+        "()": UTCJsonFormatter,
         "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
     },
-    "console": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+    "console": {
+        "()": UTCFormatter,
+        "fmt": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
+    },
 }
 
 # Every handler: the request id on the line, then secrets redacted.

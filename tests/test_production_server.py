@@ -258,6 +258,8 @@ def test_it_writes_json_lines_one_access_line_per_request_and_no_secret(deployed
             parsed = json.loads(line)
             assert isinstance(parsed, dict), f"{name}: not a JSON object: {line}"
             assert {"time", "level", "logger", "message"} <= parsed.keys(), line
+            # One clock for every process, before and after Django sets TIME_ZONE: UTC.
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", parsed["time"]), line
     access = [json.loads(line) for line in lines["stdout"]]
     access = [line for line in access if line["logger"] == "gunicorn.access"]
     # Workers write in the order they finish, not in the order of the requests.
