@@ -135,18 +135,7 @@ def measure_web(env: dict[str, str], sandbox: str, key: str, count: int) -> floa
 
         async def send(session: aiohttp.ClientSession, n: int) -> bool:
             if n % 2:
-                event = {
-                    "header": {"event_type": "im.message.receive_v1"},
-                    "event": {
-                        "sender": {"sender_id": {"open_id": user}, "sender_type": "user"},
-                        "message": {
-                            "message_id": f"om_{uuid.uuid4().hex}",
-                            "chat_type": "p2p",
-                            "message_type": "text",
-                            "content": json.dumps({"text": "hello"}),
-                        },
-                    },
-                }
+                event = _hello(user)
                 full = complete_event(app, event, time.time())
                 body, headers, _ = build_request(app, full, encrypted=True)
                 url, data = f"{base}/lark/events/", body
@@ -221,18 +210,7 @@ def measure_listener(env: dict[str, str], sandbox: str, count: int) -> float:
             raise RuntimeError("run_ws_listener did not connect")
 
         def push(_: int) -> bool:
-            event = {
-                "header": {"event_type": "im.message.receive_v1"},
-                "event": {
-                    "sender": {"sender_id": {"open_id": user}, "sender_type": "user"},
-                    "message": {
-                        "message_id": f"om_{uuid.uuid4().hex}",
-                        "chat_type": "p2p",
-                        "message_type": "text",
-                        "content": json.dumps({"text": "hello"}),
-                    },
-                },
-            }
+            event = _hello(user)
             ack = control.ws_push(APP_ID, event, wait_ack_ms=10_000)["ack"]
             return ack is not None and ack["code"] == 200
 
@@ -335,6 +313,22 @@ def main() -> None:
             listener <= LISTENER_GOAL_MIB,
         ),
     )
+
+
+def _hello(open_id: str) -> dict[str, Any]:
+    """A direct text message to the bot, which larkauth receives and does not act on."""
+    return {
+        "header": {"event_type": "im.message.receive_v1"},
+        "event": {
+            "sender": {"sender_id": {"open_id": open_id}, "sender_type": "user"},
+            "message": {
+                "message_id": f"om_{uuid.uuid4().hex}",
+                "chat_type": "p2p",
+                "message_type": "text",
+                "content": json.dumps({"text": "hello"}),
+            },
+        },
+    }
 
 
 if __name__ == "__main__":
