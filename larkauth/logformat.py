@@ -26,12 +26,12 @@ class UTCJsonFormatter(UTCFormatter, JsonFormatter):
 
 FORMATTERS: dict[str, dict[str, Any]] = {
     "json": {
-        "()": UTCJsonFormatter,
+        "()": "larkauth.logformat.UTCJsonFormatter",
         "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
     },
     "console": {
-        "()": UTCFormatter,
+        "()": "larkauth.logformat.UTCFormatter",
         "fmt": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
     },
 }
