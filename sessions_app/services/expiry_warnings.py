@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from larkauth import cards
 from larkauth.errors import LarkauthError
-from sessions_app.feishu import client_for
-from sessions_app.models import Application, SessionState, UserAuthSession
+from sessions_app.feishu import client_for, client_if_readable
+from sessions_app.models import SECRET_FIELDS, Application, SessionState, UserAuthSession
 from sessions_app.policy import (
     AUTHORIZATION_LIFETIME,
     KEEPALIVE_REACH,
@@ -92,8 +92,11 @@ def refresh_token_expiry_check(now: datetime | None = None) -> ExpiryReport:
     report.expiring.update(expiring_counts(now))
     for ending in _endings(now):
         by_app[ending.session.app_id].append(ending)
-    apps = Application.objects.in_bulk(list(by_app))
+    apps = Application.objects.defer(*SECRET_FIELDS).in_bulk(list(by_app))
     for app_id, endings in by_app.items():
+        if client_if_readable(apps[app_id]) is None:  # nothing claimed: the next run tries
+            report.failures += len(endings)
+            continue
         _notify(apps[app_id], endings, report)
     did_work = any(report.as_dict().values())
     logger.log(logging.INFO if did_work else logging.DEBUG, "Expiry check: %s", report)

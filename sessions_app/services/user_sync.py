@@ -17,8 +17,14 @@ from django.utils import timezone
 
 from larkauth.errors import FeishuError
 from larkauth.feishu import ContactUser, FeishuClient
-from sessions_app.feishu import client_for
-from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
+from sessions_app.feishu import client_if_readable
+from sessions_app.models import (
+    SECRET_FIELDS,
+    Application,
+    SessionState,
+    TokenEvent,
+    UserAuthSession,
+)
 from sessions_app.services.audit import record_event
 
 logger = logging.getLogger(__name__)
@@ -30,6 +36,7 @@ class SyncReport:
     updated: int = 0
     failed: int = 0
     revoked: int = 0  # the user left the company: authorization revoked, tokens wiped
+    apps_skipped: int = 0  # no key decrypts the application's secret
     finished: bool = True  # False: the time budget ran out; the next run goes on
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,6 +46,8 @@ class SyncReport:
             "failed": self.failed,
             "revoked": self.revoked,
         }
+        if self.apps_skipped:
+            result["apps_skipped"] = self.apps_skipped
         if not self.finished:
             result["finished"] = False
         return result
@@ -51,6 +60,8 @@ class SyncReport:
         )
         if self.revoked:
             text += f" Revoked {self.revoked} of users who left (resigned)."
+        if self.apps_skipped:
+            text += f" Skipped {self.apps_skipped} applications whose secret no key decrypts."
         if not self.finished:
             text += " Stopped at the time budget; the next run goes on."
         return text
@@ -80,9 +91,16 @@ def users_sync_info(
     report = SyncReport()
     started = timezone.now()
     deadline = None if time_budget is None else time.monotonic() + time_budget
-    apps = [app] if app is not None else Application.objects.filter(is_active=True)
+    apps = (
+        [app]
+        if app is not None
+        else Application.objects.filter(is_active=True).defer(*SECRET_FIELDS)
+    )
     for application in apps:
-        client = client_for(application)
+        client = client_if_readable(application)
+        if client is None:
+            report.apps_skipped += 1
+            continue
         due = (
             UserAuthSession.objects.filter(app=application, state=SessionState.COMPLETED)
             .exclude(open_id="")

@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 
 from larkauth.cards import MAX_CARD_BYTES, MAX_DIGEST_LINES, card_content
 from sessions_app import tasks
+from sessions_app.encryption import generate_key
 from sessions_app.models import Application, SessionState, UserAuthSession
 from sessions_app.policy import (
     AUTHORIZATION_LIFETIME,
@@ -234,3 +235,25 @@ def test_a_long_name_is_shortened_in_the_digest() -> None:
     digest = digest_card(app, [ending] * MAX_DIGEST_LINES)
     # Forty of the longest names a profile allows still fit Feishu's 30 KB.
     assert len(card_content(digest).encode()) < MAX_CARD_BYTES
+
+
+def test_an_application_whose_secret_no_key_decrypts_is_skipped_and_the_others_warned(
+    lark, settings
+) -> None:
+    alice, bob = lark.sandbox.alice, lark.sandbox.bob
+    ending = timezone.now() - AUTHORIZATION_LIFETIME + 2 * DAY
+    broken = make_app(admin_open_ids=[bob["open_id"]])
+    lost = make_authorization(broken, open_id="ou_lost", completed_at=ending)
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    Application.objects.filter(pk=broken.pk).update(app_secret="written-under-a-lost-key")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+    Application.objects.filter(pk=lark.app.pk).update(admin_open_ids=[bob["open_id"]])
+    make_authorization(lark.app, open_id=alice["open_id"], completed_at=ending)
+
+    report = refresh_token_expiry_check()
+
+    assert (report.warned, report.digests, report.failures) == (1, 1, 1)
+    assert len(_digests(lark, bob)) == 1
+    lost.refresh_from_db()
+    assert lost.expiry_warnings_sent in (None, [])  # nothing claimed: the next run tries

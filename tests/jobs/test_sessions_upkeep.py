@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from sessions_app import tasks
-from sessions_app.models import SessionState, TokenEvent, UserAuthSession
+from sessions_app.encryption import generate_key
+from sessions_app.models import Application, SessionState, TokenEvent, UserAuthSession
 from sessions_app.services import auth_sessions_delete_old, users_sync_info
 from sessions_app.services.audit import record_event
 from tests.factories import make_app, make_authorization, make_pending
@@ -157,3 +158,24 @@ def test_cleanup_deletes_old_sessions_and_keeps_authorizations_and_the_audit_log
     assert events.count() == len(deleted)
     assert all(event.session_id is None for event in events)
     assert tasks.cleanup_auth_sessions() == 0
+
+
+def test_sync_skips_an_application_whose_secret_no_key_decrypts_and_goes_on(
+    lark, settings, caplog
+) -> None:
+    broken = make_app()
+    make_authorization(broken, user_name="Unreachable")
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    Application.objects.filter(pk=broken.pk).update(app_secret="written-under-a-lost-key")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+    alice = lark.sandbox.alice
+    stale = make_authorization(lark.app, open_id=alice["open_id"], user_name="Old Name")
+
+    report = users_sync_info()
+
+    assert (report.checked, report.updated, report.apps_skipped) == (1, 1, 1)
+    stale.refresh_from_db()
+    assert stale.user_name == alice["name"]
+    assert f"Application {broken.app_id} skipped" in caplog.text
+    assert "written-under-a-lost-key" not in caplog.text
