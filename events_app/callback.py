@@ -31,6 +31,7 @@ from typing import Any
 from events_app.envelope import Event, MalformedEvent, json_object
 from larkauth.caching import CALLBACK_APPLICATIONS_SECONDS, TTLCache
 from larkauth.feishu.decrypt import decrypt
+from sessions_app import selectors
 from sessions_app.models import Application
 
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -105,9 +106,7 @@ def _active_apps(*, reload: bool = False) -> list[Application]:
     CALLBACK_APPLICATIONS_SECONDS (or when asked: a request that matches no cached app
     reloads once). Saves in this process clear the cache; a change made in another process
     applies within that time."""
-    return _apps_cache.get(
-        "active", lambda: list(Application.objects.filter(is_active=True)), reload=reload
-    )
+    return _apps_cache.get("active", selectors.applications_active_readable, reload=reload)
 
 
 def forget_apps(**_: Any) -> None:

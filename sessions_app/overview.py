@@ -16,7 +16,14 @@ from django.utils import timezone
 from events_app.models import ListenerConnection
 from sessions_app import policy
 from sessions_app.beat_runs import BEAT_TASKS, short_name
-from sessions_app.models import Application, BeatRun, SessionState, TokenEvent, UserAuthSession
+from sessions_app.models import (
+    SECRET_FIELDS,
+    Application,
+    BeatRun,
+    SessionState,
+    TokenEvent,
+    UserAuthSession,
+)
 from sessions_app.services.audit import token_audit_buffered
 
 FAILURE_WINDOW = timedelta(hours=24)
@@ -71,7 +78,7 @@ class Overview:
 
 def build(now: datetime | None = None) -> Overview:
     now = now or timezone.now()
-    apps = list(Application.objects.all())
+    apps = list(Application.objects.defer(*SECRET_FIELDS))
     by_pk = {app.pk: AppOverview(app) for app in apps}
 
     for app_pk, state, n in (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -12,6 +13,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import F, Field, Max, Q, QuerySet
+from django_cryptography.utils.crypto import InvalidToken
 
 from larkauth import cards
 from larkauth.caching import APPLICATION_SECONDS, TTLCache
@@ -30,6 +32,8 @@ from sessions_app.policy import (
     keepalive_due,
     warm_due,
 )
+
+logger = logging.getLogger(__name__)
 
 # What handing out a token reads; the refresh path re-reads the whole row under its lock.
 TOKEN_READ_FIELDS = (
@@ -54,6 +58,28 @@ _applications: TTLCache[str, Application] = TTLCache(APPLICATION_SECONDS)
 def application_get(app_id: str | None) -> Application:
     """The named active application; unnamed: the LARK_APP_ID one, else the only one."""
     return _applications.get(app_id or "", lambda: _application_lookup(app_id))
+
+
+def applications_active_readable() -> list[Application]:
+    """The active applications, secrets decrypted, by app_id; one whose secrets no key of
+    LARKAUTH_ENCRYPTION_KEYS decrypts is left out (an error in the log), so that one such
+    row does not stop the listener or the event callback for every application."""
+    active = Application.objects.filter(is_active=True).order_by("app_id")
+    try:
+        return list(active)
+    except InvalidToken:
+        pass
+    readable = []
+    for pk, app_id in active.values_list("pk", "app_id"):
+        try:
+            readable.append(Application.objects.get(pk=pk))
+        except InvalidToken:
+            logger.error(
+                "Application %s left out: no key of LARKAUTH_ENCRYPTION_KEYS decrypts its "
+                "secrets (restore the key they were written under, or set them again)",
+                app_id,
+            )
+    return readable
 
 
 def applications_forget() -> None:

@@ -45,6 +45,7 @@ from events_app.ws import status
 from events_app.ws.client import ListenerClient, sdk
 from events_app.ws.status import StatusBoard
 from larkauth.redaction import redact
+from sessions_app import selectors
 from sessions_app.models import Application
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def _active_applications() -> list[Application] | None:
     are then kept as they are)."""
     close_old_connections()
     try:
-        return list(Application.objects.filter(is_active=True).order_by("app_id"))
-    except Exception as exc:  # the database, or a value it cannot decrypt
+        return selectors.applications_active_readable()
+    except Exception as exc:  # the database
         logger.warning(
             "Could not read the applications, keeping the connections: %s: %s",
             type(exc).__name__,

@@ -12,7 +12,14 @@ from django.db import connection
 from events_app import callback
 from larkauth import jsonparse
 from larkauth.sandbox.delivery import encrypt as encrypt_body
-from sessions_app.models import ProcessedEvent, SessionState, TokenEvent, UserAuthSession
+from sessions_app.encryption import generate_key
+from sessions_app.models import (
+    Application,
+    ProcessedEvent,
+    SessionState,
+    TokenEvent,
+    UserAuthSession,
+)
 from tests.events.helpers import (
     card_title,
     decline,
@@ -22,6 +29,7 @@ from tests.events.helpers import (
     signed_request,
     unsigned_request,
 )
+from tests.factories import make_app
 from tests.fixtures.sandbox import TEST_APP
 
 pytestmark = pytest.mark.django_db
@@ -416,3 +424,22 @@ def test_the_endpoint_is_off_when_http_fallback_is_disabled(lark, settings):
 
     assert (response.status_code, response.json()["code"]) == (404, "http_events_disabled")
     _assert_untouched(session)
+
+
+def test_an_application_no_key_decrypts_does_not_stop_the_others_events(lark, settings):
+    """One application's secrets written under a dropped key: the others' events are still
+    checked and acted on."""
+    other = make_app(app_id="cli_aaa_lost_key")  # first by app_id
+    keys = list(settings.LARKAUTH_ENCRYPTION_KEYS)
+    settings.LARKAUTH_ENCRYPTION_KEYS = [generate_key()]
+    Application.objects.filter(pk=other.pk).update(encrypt_key="written-under-a-lost-key")
+    settings.LARKAUTH_ENCRYPTION_KEYS = keys
+    callback.forget_apps()
+    session = open_card(lark, lark.sandbox.alice)
+    body, headers, _ = signed_request(decline(session), encrypt=True)
+
+    response = post(lark.client, body, headers)
+
+    assert response.status_code == 200, response.content
+    session.refresh_from_db()
+    assert session.state == SessionState.REJECTED

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from prometheus_client import start_http_server
 
 from events_app.ws import listener
-from sessions_app.models import Application
+from sessions_app import selectors
 from sessions_app.services import application_ensure_default
 
 logger = logging.getLogger("events_app.ws.listener")
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         # again (and for over a second at exit).
         gc.freeze()
         application_ensure_default()
-        apps = list(Application.objects.filter(is_active=True).order_by("app_id"))
+        apps = selectors.applications_active_readable()
         if options["app"]:
             apps = [app for app in apps if app.app_id in options["app"]]
             missing = set(options["app"]) - {app.app_id for app in apps}
