@@ -172,7 +172,12 @@ def measure_celery(env: dict[str, str], count: int, log: Path) -> float:
     ]
     with log.open("w") as out:  # larkauth's LOGGING writes the task lines to stderr
         worker = subprocess.Popen(
-            args, cwd=harness.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            args,
+            cwd=harness.ROOT,
+            # Celery's "succeeded" lines, counted below, are INFO (LOG_LEVEL_CELERY).
+            env={**env, "LOG_LEVEL": "INFO", "LOG_LEVEL_CELERY": "INFO"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         child = only_child(worker.pid, timeout=60)
