@@ -129,6 +129,14 @@ class ApiSchema(AutoSchema):
         self, serializer: Any, direction: Any, bypass_extensions: bool = False
     ) -> dict[str, Any]:
         schema: dict[str, Any] = super()._map_serializer(serializer, direction, bypass_extensions)
+        for field in schema.get("properties", {}).values():
+            # drf-spectacular writes a blank-allowed field as oneOf [the field, blank]; ""
+            # matched both, which makes it invalid by the schema though the API accepts it.
+            branches = field.get("oneOf", [])
+            if any(branch.get("maxLength") == 0 for branch in branches):
+                for branch in branches:
+                    if branch.get("maxLength") != 0:
+                        branch.setdefault("minLength", 1)
         if _is_user_target(serializer):
             # Exactly one of the fields is given (not blank).
             schema["oneOf"] = [

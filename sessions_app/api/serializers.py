@@ -36,8 +36,18 @@ class UTCModelSerializer(serializers.ModelSerializer):
     }
 
 
+class StrictCharField(serializers.CharField):
+    """Only a JSON string: DRF would take the number 16319 as "16319", which the schema
+    (`type: string`) forbids."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _id_field(help_text: str) -> serializers.CharField:
-    return serializers.CharField(
+    return StrictCharField(
         required=False,
         allow_blank=True,
         max_length=64,
