@@ -39,17 +39,15 @@ ENCRYPT_KEY, VERIFICATION_TOKEN = "bench-encrypt-key", "bench-verification-token
 ROUNDS, SECONDS, CLIENTS = 5, 6, 16
 PREPARED_EVENTS = 60_000
 MESSAGE_GOAL, CLICK_GOAL = 0.7, 0.9  # x the plain view (issue 6), x the dedupe floor (issue 13)
-# Measured by bench.profile_events (pyinstrument, 1,500 clicks in-process, 2026-12-03 08:16):
-# what a click does beyond the floor's insert and commit.
+# Measured by bench.profile_events (pyinstrument, 1,500 clicks in-process, 2026-12-03): what a
+# click on a card whose session is gone does beyond the floor's insert and commit.
 CLICK_GAP = (
-    "authorization_reject: the recipient and state checks under the row lock, a SELECT ... FOR "
-    "UPDATE joined to the application (2.9 of 6.9 ms profiled) inside a SAVEPOINT of the "
-    "claim's transaction (0.7 ms), where the floor makes only the insert and the commit"
+    "authorization_reject's read of the session joined to its application, one SELECT per "
+    "click (no lock and no savepoint since 08:33: a session gone or decided changes nothing)"
 )
 CLICK_MOVE = (
-    "would move: reading the session without the lock first and locking only a pending one "
-    "(no savepoint, no FOR UPDATE for a session that is gone or already handled), or the "
-    "lookup and the claim INSERT in one statement (a CTE): expected near the floor"
+    "would move: the lookup and the claim INSERT in one statement (a CTE), one round trip "
+    "per click like the floor: expected near the floor"
 )
 ENSURE_APP = "from sessions_app import services; services.application_ensure_default()"
 COUNT_EVENTS = (

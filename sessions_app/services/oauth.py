@@ -192,6 +192,16 @@ def authorization_reject(
 ) -> UserAuthSession:
     """The user declined, on Feishu's page (by state) or on the card (by session id; with
     `operator_open_id`, only the card's recipient may, on a session of `app`)."""
+    if not state:
+        # A click on a card whose session is gone or already decided changes nothing: answer
+        # it without the row lock (a session never returns to pending).
+        seen = UserAuthSession.objects.select_related("app").filter(pk=session_id).first()
+        if seen is None or seen.state != SessionState.PENDING:
+            if operator_open_id is not None:
+                card_recipient_check(seen, app, operator_open_id)
+            if seen is None:
+                raise AuthFlowError("not_found")
+            raise _blocked(seen, _blocked_reason(seen) or "already_used")
     with transaction.atomic():
         query = UserAuthSession.objects.select_for_update(of=("self",)).select_related("app")
         session = (
