@@ -202,6 +202,27 @@ def load_at_rate(
     return asyncio.run(_load_at_rate(request, rate, seconds, warmup))
 
 
+def profile_in_process(
+    name: str, send: Callable[[], None], count: int, *, show: bool, warm: int = 50
+) -> None:
+    """Time `count` calls of `send` under pyinstrument after `warm` unprofiled ones (they
+    warm connections, caches and first imports); print the time per request, and the
+    profile when `show`."""
+    from pyinstrument import Profiler
+
+    for _ in range(warm):
+        send()
+    profiler = Profiler(interval=0.0005)
+    started = time.perf_counter()
+    with profiler:
+        for _ in range(count):
+            send()
+    per_request = (time.perf_counter() - started) / count * 1000
+    print(f"{name}: {per_request:.2f} ms per request ({count} requests, profiled)")
+    if show:
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

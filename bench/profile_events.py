@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import time
+from collections.abc import Callable
 
 from bench import events_http, harness
 
@@ -31,7 +31,6 @@ def main() -> None:
     os.environ.update(env)
     events_http.application()  # Django set up, the bench views mounted
     from django.test import Client
-    from pyinstrument import Profiler
 
     client = Client()
     clicks = list(itertools.islice(events_http.signed_events(events_http.card_click), count + 50))
@@ -41,23 +40,13 @@ def main() -> None:
         response = client.post(path, body, content_type="application/json", headers=extra)
         assert response.status_code == 200, response.content
 
-    runs = {
-        "floor": lambda body, headers: post("/bench/dedupe-floor/", body, headers),
-        "card clicks": lambda body, headers: post("/lark/events/", body, headers),
-    }
-    for name, send in runs.items():
+    def sender(path: str) -> Callable[[], None]:
+        """Posts the clicks in turn (warm-up and profiled ones alike) to `path`."""
         events = iter(clicks)
-        for body, headers in itertools.islice(events, 50):
-            send(body, headers)  # warm
-        profiler = Profiler(interval=0.0005)
-        started = time.perf_counter()
-        with profiler:
-            for body, headers in events:
-                send(body, headers)
-        per_request = (time.perf_counter() - started) / count * 1000
-        print(f"{name}: {per_request:.2f} ms per request ({count} requests, profiled)")
-        if name == "card clicks":
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return lambda: post(path, *next(events))
+
+    harness.profile_in_process("floor", sender("/bench/dedupe-floor/"), count, show=False)
+    harness.profile_in_process("card clicks", sender("/lark/events/"), count, show=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Run: `BENCH_DB=... .venv/bin/python -m bench.profile_token_api [--requests N]`.
 from __future__ import annotations
 
 import argparse
-import time
 
 from bench import harness
 from bench.token_api import setup_data
@@ -21,7 +20,6 @@ def main() -> None:
     harness.recreate_database(harness.bench_env(DJANGO_SETTINGS_MODULE="bench.settings"))
     app_pk, key, open_id = setup_data()
     from django.test import Client
-    from pyinstrument import Profiler
 
     client = Client()
     headers = {"Authorization": f"Api-Key {key}"}
@@ -34,18 +32,8 @@ def main() -> None:
     def reference() -> None:
         assert client.post(f"/bench/reference/{app_pk}").status_code == 200
 
-    for name, view in (("reference", reference), ("tokens", token)):
-        for _ in range(50):
-            view()  # warm: connections, caches, first imports
-        profiler = Profiler(interval=0.0005)
-        started = time.perf_counter()
-        with profiler:
-            for _ in range(count):
-                view()
-        per_request = (time.perf_counter() - started) / count * 1000
-        print(f"{name}: {per_request:.2f} ms per request ({count} requests, profiled)")
-        if name == "tokens":
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+    harness.profile_in_process("reference", reference, count, show=False)
+    harness.profile_in_process("tokens", token, count, show=True)
 
 
 if __name__ == "__main__":
