@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,14 +18,6 @@ from tests.factories import make_app, make_authorization, make_pending
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def root(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _html(response) -> str:
     assert response.status_code == 200, response.status_code
     return response.content.decode()
@@ -38,14 +28,14 @@ def _row(html: str, marker: str) -> str:
     return html[start : html.index("</tr>", start)]
 
 
-def test_the_site_is_titled_for_larkauth(root) -> None:
-    html = _html(root.get(reverse("admin:index")))
+def test_the_site_is_titled_for_larkauth(admin_client) -> None:
+    html = _html(admin_client.get(reverse("admin:index")))
     assert "Django administration" not in html
     assert "larkauth console" in html
     assert "<title>Overview | larkauth</title>" in html
 
 
-def test_the_index_shows_each_applications_overview(root) -> None:
+def test_the_index_shows_each_applications_overview(admin_client) -> None:
     now = timezone.now()
     busy = make_app(name="Busy")
     quiet = make_app(name="Quiet", attention_reason="app_secret_invalid", attention_since=now)
@@ -78,7 +68,7 @@ def test_the_index_shows_each_applications_overview(root) -> None:
     )
     tasks.expire_pending_sessions.apply()
 
-    html = _html(root.get(reverse("admin:index")))
+    html = _html(admin_client.get(reverse("admin:index")))
 
     row = _row(html, f'data-app-id="{busy.app_id}"')
     assert 'data-state="completed"' in row
@@ -147,7 +137,7 @@ def test_card_tasks_are_not_recorded_as_beat_runs() -> None:
 
 
 @pytest.mark.parametrize("query", ["Zhang San", "zhang@example.com", "ou_zhang", "zhangsan"])
-def test_search_finds_a_person_by_name_email_open_id_or_user_id(root, query) -> None:
+def test_search_finds_a_person_by_name_email_open_id_or_user_id(admin_client, query) -> None:
     app = make_app()
     make_authorization(
         app,
@@ -158,7 +148,7 @@ def test_search_finds_a_person_by_name_email_open_id_or_user_id(root, query) -> 
     )
     make_authorization(app, user_name="Li Si", email="li@example.com")
     url = reverse("admin:sessions_app_userauthsession_changelist")
-    html = _html(root.get(url, {"q": query}))
+    html = _html(admin_client.get(url, {"q": query}))
     assert "Zhang San" in html
     assert "Li Si" not in html
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
@@ -14,14 +13,6 @@ ACCESS = "eyJ-admin-sentinel-access-91ab"
 REFRESH = "eyJ-admin-sentinel-refresh-4c2e"
 SECRET = "admin-sentinel-app-secret-e7f0"
 ENCRYPT_KEY = "admin-sentinel-encrypt-key-12aa"
-
-
-@pytest.fixture
-def admin_client_(db) -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -38,10 +29,10 @@ def _page(client: Client, url: str) -> str:
     return response.content.decode()
 
 
-def test_session_pages_show_token_presence_not_tokens(admin_client_, authorization) -> None:
-    listing = _page(admin_client_, reverse("admin:sessions_app_userauthsession_changelist"))
+def test_session_pages_show_token_presence_not_tokens(admin_client, authorization) -> None:
+    listing = _page(admin_client, reverse("admin:sessions_app_userauthsession_changelist"))
     detail = _page(
-        admin_client_,
+        admin_client,
         reverse("admin:sessions_app_userauthsession_change", args=[authorization.pk]),
     )
     assert "Zhang San" in listing
@@ -51,21 +42,21 @@ def test_session_pages_show_token_presence_not_tokens(admin_client_, authorizati
             assert secret not in page
 
 
-def test_application_pages_never_render_secrets(admin_client_, authorization) -> None:
+def test_application_pages_never_render_secrets(admin_client, authorization) -> None:
     app = authorization.app
     for url in (
         reverse("admin:sessions_app_application_changelist"),
         reverse("admin:sessions_app_application_change", args=[app.pk]),
         reverse("admin:sessions_app_application_delete", args=[app.pk]),
     ):
-        page = _page(admin_client_, url)
+        page = _page(admin_client, url)
         assert SECRET not in page
         assert ENCRYPT_KEY not in page
 
 
-def test_saving_an_application_with_blank_secrets_keeps_them(admin_client_, authorization) -> None:
+def test_saving_an_application_with_blank_secrets_keeps_them(admin_client, authorization) -> None:
     app = authorization.app
-    response = admin_client_.post(
+    response = admin_client.post(
         reverse("admin:sessions_app_application_change", args=[app.pk]),
         {
             "app_id": app.app_id,
@@ -84,8 +75,8 @@ def test_saving_an_application_with_blank_secrets_keeps_them(admin_client_, auth
     assert app.admin_open_ids == ["ou_admin"]
 
 
-def test_a_new_application_needs_its_secret(admin_client_) -> None:
-    response = admin_client_.post(
+def test_a_new_application_needs_its_secret(admin_client) -> None:
+    response = admin_client.post(
         reverse("admin:sessions_app_application_add"),
         {"app_id": "cli_new", "domain": "feishu", "admin_open_ids": "[]", "app_secret": ""},
     )
@@ -94,14 +85,14 @@ def test_a_new_application_needs_its_secret(admin_client_) -> None:
     assert not Application.objects.filter(app_id="cli_new").exists()
 
 
-def test_the_audit_log_is_read_only(admin_client_, authorization) -> None:
+def test_the_audit_log_is_read_only(admin_client, authorization) -> None:
     event = TokenEvent.objects.create(
         app=authorization.app, open_id=authorization.open_id, kind="completed", actor="test"
     )
-    page = _page(admin_client_, reverse("admin:sessions_app_tokenevent_changelist"))
+    page = _page(admin_client, reverse("admin:sessions_app_tokenevent_changelist"))
     assert "completed" in page
-    assert admin_client_.get(reverse("admin:sessions_app_tokenevent_add")).status_code == 403
-    change = admin_client_.post(
+    assert admin_client.get(reverse("admin:sessions_app_tokenevent_add")).status_code == 403
+    change = admin_client.post(
         reverse("admin:sessions_app_tokenevent_change", args=[event.pk]), {"actor": "x"}
     )
     assert change.status_code == 403
