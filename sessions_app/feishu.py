@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 
 from django.conf import settings
-from django_cryptography.utils.crypto import InvalidToken
 
 from larkauth.feishu import FeishuClient
 from larkauth.ratelimit import default_limiter
 from sessions_app.models import Application
-
-logger = logging.getLogger(__name__)
 
 _clients: dict[tuple[str, ...], FeishuClient] = {}
 _lock = threading.Lock()
@@ -41,18 +37,3 @@ def client_for(app: Application) -> FeishuClient:
             )
             _clients[key] = client
         return client
-
-
-def client_if_readable(app: Application) -> FeishuClient | None:
-    """The application's client, or None when no key of LARKAUTH_ENCRYPTION_KEYS decrypts
-    its secret (logged): a job over all applications skips this one and goes on. Load the
-    row with its secrets deferred, so that the failure comes here and not when listing."""
-    try:
-        return client_for(app)
-    except InvalidToken:
-        logger.error(
-            "Application %s skipped: no key of LARKAUTH_ENCRYPTION_KEYS decrypts its secret "
-            "(restore the key it was written under, or set the secret again in admin)",
-            app.app_id,
-        )
-        return None

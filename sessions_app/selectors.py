@@ -75,7 +75,7 @@ def applications_active_readable() -> list[Application]:
             readable.append(Application.objects.get(pk=pk))
         except InvalidToken:
             logger.error(
-                "Application %s left out: no key of LARKAUTH_ENCRYPTION_KEYS decrypts its "
+                "Application %s skipped: no key of LARKAUTH_ENCRYPTION_KEYS decrypts its "
                 "secrets (restore the key they were written under, or set them again)",
                 app_id,
             )

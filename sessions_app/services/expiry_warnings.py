@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from larkauth import cards
 from larkauth.errors import LarkauthError
-from sessions_app.feishu import client_for, client_if_readable
-from sessions_app.models import SECRET_FIELDS, Application, SessionState, UserAuthSession
+from sessions_app import selectors
+from sessions_app.feishu import client_for
+from sessions_app.models import Application, SessionState, UserAuthSession
 from sessions_app.policy import (
     AUTHORIZATION_LIFETIME,
     KEEPALIVE_REACH,
@@ -92,12 +93,12 @@ def refresh_token_expiry_check(now: datetime | None = None) -> ExpiryReport:
     report.expiring.update(expiring_counts(now))
     for ending in _endings(now):
         by_app[ending.session.app_id].append(ending)
-    apps = Application.objects.defer(*SECRET_FIELDS).in_bulk(list(by_app))
+    readable = {app.pk: app for app in selectors.applications_active_readable()}
     for app_id, endings in by_app.items():
-        if client_if_readable(apps[app_id]) is None:  # nothing claimed: the next run tries
+        if app_id not in readable:  # its secrets undecryptable; nothing claimed: tried next run
             report.failures += len(endings)
             continue
-        _notify(apps[app_id], endings, report)
+        _notify(readable[app_id], endings, report)
     did_work = any(report.as_dict().values())
     logger.log(logging.INFO if did_work else logging.DEBUG, "Expiry check: %s", report)
     return report

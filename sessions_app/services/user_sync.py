@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from larkauth.errors import FeishuError
 from larkauth.feishu import ContactUser, FeishuClient
-from sessions_app.feishu import client_if_readable
+from sessions_app import selectors
+from sessions_app.feishu import client_for
 from sessions_app.models import (
-    SECRET_FIELDS,
     Application,
     SessionState,
     TokenEvent,
@@ -91,16 +91,13 @@ def users_sync_info(
     report = SyncReport()
     started = timezone.now()
     deadline = None if time_budget is None else time.monotonic() + time_budget
-    apps = (
-        [app]
-        if app is not None
-        else Application.objects.filter(is_active=True).defer(*SECRET_FIELDS)
-    )
+    if app is not None:
+        apps = [app]
+    else:
+        apps = selectors.applications_active_readable()
+        report.apps_skipped = Application.objects.filter(is_active=True).count() - len(apps)
     for application in apps:
-        client = client_if_readable(application)
-        if client is None:
-            report.apps_skipped += 1
-            continue
+        client = client_for(application)
         due = (
             UserAuthSession.objects.filter(app=application, state=SessionState.COMPLETED)
             .exclude(open_id="")
